@@ -1,1 +1,6 @@
-//! berth-build (being written)
+//! berth-build: the Dockerfile parser and the image builder.
+//!
+//! The builder drives the engine through the [`BuildHost`] trait, so this crate knows
+//! neither HTTP nor the engine's database.
+
+pub mod parser;
