@@ -1,1 +1,36 @@
-//! berth-network (being written)
+//! Container networking for Berth: network namespaces, IPAM, Linux bridges with
+//! veth pairs, NAT and published ports (nftables), the `/etc/resolv.conf` and
+//! `/etc/hosts` contents, and the embedded DNS server of user networks.
+//!
+//! # How the kernel is driven, and why
+//!
+//! * Links, addresses and routes go through **rtnetlink** (the `rtnetlink`
+//!   crate): one netlink round trip per change instead of one `ip` process per
+//!   change, which keeps `connect` in the low milliseconds. To configure the
+//!   inside of a container's namespace, a netlink socket is opened from a
+//!   short-lived thread that first joins that namespace (a socket stays bound
+//!   to the namespace it was created in), so the multi-threaded daemon itself
+//!   never changes namespace.
+//! * Packet filtering and NAT go through **`nft -f -`** with whole scripts,
+//!   because an nft script is applied as one kernel transaction (atomic), and
+//!   the nftables netlink protocol is large and poorly served by crates. The
+//!   rules live in one table of family `ip` whose name is chosen by the caller
+//!   ([`Networking::new`]); per-network facts are elements of named sets, so
+//!   adding or removing a network never rewrites the rules of another one.
+//!
+//! This crate keeps no state on disk: everything it creates is a kernel object
+//! (bridge, veth, nft table), created idempotently and removable with
+//! [`cleanup_all`]. Published-port reservations (listening sockets) are the
+//! only in-memory state, owned by a [`Networking`] value.
+
+pub mod ipam;
+mod netlink;
+pub mod netns;
+mod nft;
+pub mod ports;
+mod setup;
+
+pub use ipam::{default_subnet_for, overlaps, Ipam, Ipv4Net};
+pub use netns::{create_netns, remove_netns};
+pub use ports::{allocate_host_port, PortMapping, Proto};
+pub use setup::{cleanup_all, Endpoint, NetworkError, NetworkSpec, Networking};
