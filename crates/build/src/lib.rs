@@ -3,4 +3,5 @@
 //! The builder drives the engine through the [`BuildHost`] trait, so this crate knows
 //! neither HTTP nor the engine's database.
 
+pub mod context;
 pub mod parser;

@@ -81,9 +81,7 @@ fn key_values(
     words
         .into_iter()
         .map(|w| match w.split_once('=') {
-            Some(("", _)) => {
-                Err(err(line, format!("{instr} names can not be blank")))
-            }
+            Some(("", _)) => Err(err(line, format!("{instr} names can not be blank"))),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Err(err(
                 line,
