@@ -79,7 +79,10 @@ impl Ipv4Net {
 
     /// This network with host bits cleared.
     pub fn trunc(&self) -> Self {
-        Self { addr: self.network(), prefix: self.prefix }
+        Self {
+            addr: self.network(),
+            prefix: self.prefix,
+        }
     }
 
     /// The first usable host address (network + 1), Docker's default gateway.
@@ -112,7 +115,10 @@ impl FromStr for Ipv4Net {
 /// Whether two networks share at least one address.
 pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     let prefix = a.prefix.min(b.prefix);
-    let shorter = Ipv4Net { addr: a.addr, prefix };
+    let shorter = Ipv4Net {
+        addr: a.addr,
+        prefix,
+    };
     shorter.contains(b.addr)
 }
 
@@ -132,28 +138,46 @@ impl Ipam {
         let (first, last) = if subnet.prefix >= 31 {
             (u32::from(subnet.network()), u32::from(subnet.broadcast()))
         } else {
-            (u32::from(subnet.network()) + 1, u32::from(subnet.broadcast()) - 1)
+            (
+                u32::from(subnet.network()) + 1,
+                u32::from(subnet.broadcast()) - 1,
+            )
         };
         let free = |ip: Ipv4Addr| ip != gateway && !used.contains(&ip);
         if let Some(ip) = requested {
             let n = u32::from(ip);
             if n < first || n > last {
-                return Err(IpamError::OutOfRange { ip, subnet: *subnet });
+                return Err(IpamError::OutOfRange {
+                    ip,
+                    subnet: *subnet,
+                });
             }
             if !free(ip) {
-                return Err(IpamError::InUse { ip, subnet: *subnet });
+                return Err(IpamError::InUse {
+                    ip,
+                    subnet: *subnet,
+                });
             }
             return Ok(ip);
         }
-        (first..=last).map(Ipv4Addr::from).find(|ip| free(*ip)).ok_or(IpamError::Exhausted(*subnet))
+        (first..=last)
+            .map(Ipv4Addr::from)
+            .find(|ip| free(*ip))
+            .ok_or(IpamError::Exhausted(*subnet))
     }
 }
 
 /// Docker-like default pools: 172.17.0.0/16 ..= 172.31.0.0/16, then the /20s
 /// of 192.168.0.0/16.
 fn candidates() -> impl Iterator<Item = Ipv4Net> {
-    let a = (17u8..=31).map(|b| Ipv4Net { addr: Ipv4Addr::new(172, b, 0, 0), prefix: 16 });
-    let b = (0u8..16).map(|i| Ipv4Net { addr: Ipv4Addr::new(192, 168, i * 16, 0), prefix: 20 });
+    let a = (17u8..=31).map(|b| Ipv4Net {
+        addr: Ipv4Addr::new(172, b, 0, 0),
+        prefix: 16,
+    });
+    let b = (0u8..16).map(|i| Ipv4Net {
+        addr: Ipv4Addr::new(192, 168, i * 16, 0),
+        prefix: 20,
+    });
     a.chain(b)
 }
 
@@ -180,7 +204,10 @@ fn parse_proc_route(text: &str) -> Vec<Ipv4Net> {
             // /proc/net/route prints addresses in host (little-endian) order.
             let (dst, mask) = (u32::from_be(dst.to_le()), u32::from_be(mask.to_le()));
             let prefix = u8::try_from(mask.count_ones()).ok()?;
-            (prefix > 0).then(|| Ipv4Net { addr: Ipv4Addr::from(dst), prefix })
+            (prefix > 0).then(|| Ipv4Net {
+                addr: Ipv4Addr::from(dst),
+                prefix,
+            })
         })
         .collect()
 }
@@ -189,7 +216,9 @@ fn parse_proc_route(text: &str) -> Vec<Ipv4Net> {
 /// route, or `None` when the pools are exhausted.
 pub fn default_subnet_for(index: usize) -> Option<Ipv4Net> {
     let routes = host_routes();
-    candidates().filter(|c| !routes.iter().any(|r| overlaps(c, r))).nth(index)
+    candidates()
+        .filter(|c| !routes.iter().any(|r| overlaps(c, r)))
+        .nth(index)
 }
 
 /// The first default pool that overlaps neither a host route nor `taken`.
@@ -214,7 +243,10 @@ mod tests {
         assert!("10.0.0/8".parse::<Ipv4Net>().is_err());
         assert!("bogus".parse::<Ipv4Net>().is_err());
         assert_eq!(net("10.1.2.3/8").network(), Ipv4Addr::new(10, 0, 0, 0));
-        assert_eq!(net("10.1.2.3/8").broadcast(), Ipv4Addr::new(10, 255, 255, 255));
+        assert_eq!(
+            net("10.1.2.3/8").broadcast(),
+            Ipv4Addr::new(10, 255, 255, 255)
+        );
         assert_eq!(net("0.0.0.0/0").mask(), 0);
     }
 
@@ -234,11 +266,17 @@ mod tests {
         let a = Ipam::allocate(&s, gw, &used, None).unwrap();
         assert_eq!(a, Ipv4Addr::new(10, 9, 0, 2));
         used.insert(a);
-        assert_eq!(Ipam::allocate(&s, gw, &used, None).unwrap(), Ipv4Addr::new(10, 9, 0, 3));
+        assert_eq!(
+            Ipam::allocate(&s, gw, &used, None).unwrap(),
+            Ipv4Addr::new(10, 9, 0, 3)
+        );
         for i in 3..=6 {
             used.insert(Ipv4Addr::new(10, 9, 0, i));
         }
-        assert_eq!(Ipam::allocate(&s, gw, &used, None), Err(IpamError::Exhausted(s)));
+        assert_eq!(
+            Ipam::allocate(&s, gw, &used, None),
+            Err(IpamError::Exhausted(s))
+        );
     }
 
     #[test]
@@ -252,8 +290,15 @@ mod tests {
             Ipam::allocate(&s, gw, &used, Some(Ipv4Addr::new(10, 9, 0, 7))),
             Err(IpamError::InUse { .. })
         ));
-        assert!(matches!(Ipam::allocate(&s, gw, &used, Some(gw)), Err(IpamError::InUse { .. })));
-        for bad in [Ipv4Addr::new(10, 9, 0, 0), Ipv4Addr::new(10, 9, 0, 255), Ipv4Addr::new(10, 8, 0, 5)] {
+        assert!(matches!(
+            Ipam::allocate(&s, gw, &used, Some(gw)),
+            Err(IpamError::InUse { .. })
+        ));
+        for bad in [
+            Ipv4Addr::new(10, 9, 0, 0),
+            Ipv4Addr::new(10, 9, 0, 255),
+            Ipv4Addr::new(10, 8, 0, 5),
+        ] {
             assert!(matches!(
                 Ipam::allocate(&s, gw, &used, Some(bad)),
                 Err(IpamError::OutOfRange { .. })
@@ -263,7 +308,8 @@ mod tests {
 
     #[test]
     fn proc_route_parsing() {
-        let text = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        let text =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
                     eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                     eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
                     berth0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";

@@ -58,7 +58,10 @@ pub(crate) async fn ports_of(h: &Handle, controller: u32) -> io::Result<Vec<(u32
     let mut links = h.link().get().execute();
     let mut out = Vec::new();
     while let Some(link) = links.try_next().await.map_err(to_io)? {
-        let attached = link.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(c) if *c == controller));
+        let attached = link
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::Controller(c) if *c == controller));
         if attached {
             let name = link.attributes.iter().find_map(|a| match a {
                 LinkAttribute::IfName(n) => Some(n.clone()),

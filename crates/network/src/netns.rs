@@ -45,14 +45,27 @@ pub enum NetnsError {
 /// (the file is created, and its parent directories too). The namespace's `lo`
 /// is brought up. Fails if `path` already holds a namespace.
 pub fn create_netns(path: &Path) -> Result<(), NetnsError> {
-    let io_err = |source| NetnsError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| NetnsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io_err)?;
     }
-    OpenOptions::new().write(true).create_new(true).open(path).map_err(io_err)?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err)?;
     let result = std::thread::scope(|s| {
         s.spawn(|| -> Result<(), NetnsError> {
-            let sys = |op| move |source| NetnsError::Sys { path: path.to_path_buf(), op, source };
+            let sys = |op| {
+                move |source| NetnsError::Sys {
+                    path: path.to_path_buf(),
+                    op,
+                    source,
+                }
+            };
             unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare"))?;
             mount(
                 Some("/proc/thread-self/ns/net"),
@@ -62,10 +75,17 @@ pub fn create_netns(path: &Path) -> Result<(), NetnsError> {
                 None::<&str>,
             )
             .map_err(sys("bind mount"))?;
-            set_loopback_up().map_err(|source| NetnsError::Io { path: path.to_path_buf(), source })
+            set_loopback_up().map_err(|source| NetnsError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
         })
         .join()
-        .unwrap_or_else(|_| Err(NetnsError::Thread { path: path.to_path_buf() }))
+        .unwrap_or_else(|_| {
+            Err(NetnsError::Thread {
+                path: path.to_path_buf(),
+            })
+        })
     });
     if result.is_err() {
         let _ = umount2(path, MntFlags::MNT_DETACH);
@@ -81,13 +101,20 @@ pub fn remove_netns(path: &Path) -> Result<(), NetnsError> {
         Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(source) => {
-            return Err(NetnsError::Sys { path: path.to_path_buf(), op: "unmount", source })
+            return Err(NetnsError::Sys {
+                path: path.to_path_buf(),
+                op: "unmount",
+                source,
+            })
         }
     }
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(NetnsError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(NetnsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -100,7 +127,10 @@ where
     F: FnOnce() -> R + Send,
     R: Send,
 {
-    let file = File::open(path).map_err(|source| NetnsError::Io { path: path.to_path_buf(), source })?;
+    let file = File::open(path).map_err(|source| NetnsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     std::thread::scope(|s| {
         s.spawn(|| {
             setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Sys {
@@ -111,7 +141,11 @@ where
             Ok(f())
         })
         .join()
-        .unwrap_or_else(|_| Err(NetnsError::Thread { path: path.to_path_buf() }))
+        .unwrap_or_else(|_| {
+            Err(NetnsError::Thread {
+                path: path.to_path_buf(),
+            })
+        })
     })
 }
 

@@ -43,7 +43,10 @@ pub enum NftError {
 /// Whether `s` may be used as a table name, owner comment or interface name
 /// inside a script without quoting problems.
 pub(crate) fn is_safe_word(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Applies `script` as one transaction.
@@ -52,21 +55,30 @@ pub(crate) async fn run(table: &str, script: &str) -> Result<(), NftError> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(NftError::Failed { table: table.to_string(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        Err(NftError::Failed {
+            table: table.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
 async fn nft(args: &[&str], stdin: Option<&str>) -> Result<std::process::Output, NftError> {
     let mut child = Command::new("nft")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(NftError::Spawn)?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).await.map_err(NftError::Spawn)?;
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(NftError::Spawn)?;
         drop(pipe);
     }
     child.wait_with_output().await.map_err(NftError::Spawn)
@@ -74,7 +86,10 @@ async fn nft(args: &[&str], stdin: Option<&str>) -> Result<std::process::Output,
 
 /// Runs `nft -j -a list OBJECT...` and returns the `nftables` array, or `None`
 /// if the object does not exist.
-pub(crate) async fn list(table: &str, object: &[&str]) -> Result<Option<Vec<serde_json::Value>>, NftError> {
+pub(crate) async fn list(
+    table: &str,
+    object: &[&str],
+) -> Result<Option<Vec<serde_json::Value>>, NftError> {
     let mut args = vec!["-j", "-a", "list"];
     args.extend_from_slice(object);
     let out = nft(&args, None).await?;
@@ -83,10 +98,17 @@ pub(crate) async fn list(table: &str, object: &[&str]) -> Result<Option<Vec<serd
         if stderr.contains("No such file or directory") {
             return Ok(None);
         }
-        return Err(NftError::Failed { table: table.to_string(), stderr: stderr.trim().to_string() });
+        return Err(NftError::Failed {
+            table: table.to_string(),
+            stderr: stderr.trim().to_string(),
+        });
     }
-    let json_err = |detail: String| NftError::Json { table: table.to_string(), detail };
-    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| json_err(e.to_string()))?;
+    let json_err = |detail: String| NftError::Json {
+        table: table.to_string(),
+        detail,
+    };
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| json_err(e.to_string()))?;
     match v.get_mut("nftables").map(serde_json::Value::take) {
         Some(serde_json::Value::Array(items)) => Ok(Some(items)),
         _ => Err(json_err("no nftables array".into())),
@@ -129,7 +151,13 @@ add rule ip {t} postrouting ip saddr 127.0.0.0/8 oifname @bridges masquerade
 }
 
 /// Elements that register one network.
-pub(crate) fn network_add(t: &str, bridge: &str, subnet: &Ipv4Net, internal: bool, masquerade: bool) -> String {
+pub(crate) fn network_add(
+    t: &str,
+    bridge: &str,
+    subnet: &Ipv4Net,
+    internal: bool,
+    masquerade: bool,
+) -> String {
     let s = subnet.trunc();
     let mut out = format!(
         "add element ip {t} bridges {{ \"{bridge}\" }}
@@ -157,7 +185,9 @@ pub(crate) fn network_del(t: &str, bridge: &str, subnet: &Ipv4Net) -> String {
         ("subnets", s.to_string()),
         ("masq", s.to_string()),
     ] {
-        out += &format!("add element ip {t} {set} {{ {elem} }}\ndelete element ip {t} {set} {{ {elem} }}\n");
+        out += &format!(
+            "add element ip {t} {set} {{ {elem} }}\ndelete element ip {t} {set} {{ {elem} }}\n"
+        );
     }
     out
 }

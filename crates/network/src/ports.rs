@@ -90,7 +90,11 @@ fn bind(addr: SocketAddrV4, proto: Proto) -> Result<(Reservation, u16), PortErro
         if source.kind() == io::ErrorKind::AddrInUse {
             PortError::InUse { addr, proto }
         } else {
-            PortError::Bind { addr, proto, source }
+            PortError::Bind {
+                addr,
+                proto,
+                source,
+            }
         }
     };
     match proto {
@@ -119,7 +123,11 @@ impl Networking {
     /// already in use, by anything, fails with [`PortError::InUse`] and
     /// nothing is published. Returns the mappings with ephemeral host ports
     /// filled in.
-    pub async fn publish(&self, mappings: &[PortMapping], owner: &str) -> Result<Vec<PortMapping>, PortError> {
+    pub async fn publish(
+        &self,
+        mappings: &[PortMapping],
+        owner: &str,
+    ) -> Result<Vec<PortMapping>, PortError> {
         if !nft::is_safe_word(owner) {
             return Err(PortError::InvalidOwner(owner.to_string()));
         }
@@ -129,16 +137,24 @@ impl Networking {
         let mut script = nft::base_script(t);
         for m in mappings {
             let host_ip = m.host_ip.filter(|ip| !ip.is_unspecified());
-            let (sock, port) = bind(SocketAddrV4::new(host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), m.host_port), m.proto)?;
+            let (sock, port) = bind(
+                SocketAddrV4::new(host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), m.host_port),
+                m.proto,
+            )?;
             held.push(sock);
-            let daddr = host_ip.map(|ip| format!("ip daddr {ip} ")).unwrap_or_default();
+            let daddr = host_ip
+                .map(|ip| format!("ip daddr {ip} "))
+                .unwrap_or_default();
             script += &format!(
                 "add rule ip {t} publish meta l4proto {p} {daddr}th dport {port} dnat ip to {cip}:{cport} comment \"{owner}\"\n",
                 p = m.proto,
                 cip = m.container_ip,
                 cport = m.container_port,
             );
-            done.push(PortMapping { host_port: port, ..*m });
+            done.push(PortMapping {
+                host_port: port,
+                ..*m
+            });
         }
         nft::run(t, &script).await?;
         let mut all = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,10 +172,16 @@ impl Networking {
         let handles = nft::owner_rules(&self.table, owner).await?;
         if !handles.is_empty() {
             let t = &self.table;
-            let script: String = handles.iter().map(|h| format!("delete rule ip {t} publish handle {h}\n")).collect();
+            let script: String = handles
+                .iter()
+                .map(|h| format!("delete rule ip {t} publish handle {h}\n"))
+                .collect();
             nft::run(t, &script).await?;
         }
-        self.reservations.lock().unwrap_or_else(|p| p.into_inner()).remove(owner);
+        self.reservations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(owner);
         Ok(())
     }
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ipam::Ipv4Net;
@@ -98,12 +100,19 @@ pub struct Networking {
 }
 
 fn nl<'a>(op: &'static str, object: &'a str) -> impl FnOnce(io::Error) -> NetworkError + 'a {
-    move |source| NetworkError::Netlink { op, object: object.to_string(), source }
+    move |source| NetworkError::Netlink {
+        op,
+        object: object.to_string(),
+        source,
+    }
 }
 
 fn check_ifname(what: &'static str, name: &str) -> Result<(), NetworkError> {
     if name.len() > 15 || !nft::is_safe_word(name) {
-        return Err(NetworkError::InvalidName { what, value: name.to_string() });
+        return Err(NetworkError::InvalidName {
+            what,
+            value: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -112,7 +121,10 @@ fn sysctl(path: &str, value: &str) -> Result<(), NetworkError> {
     if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
         return Ok(());
     }
-    std::fs::write(path, value).map_err(|source| NetworkError::Sysctl { path: path.into(), source })
+    std::fs::write(path, value).map_err(|source| NetworkError::Sysctl {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Docker's style of MAC derived from the IPv4 address: `02:42:a:b:c:d`.
@@ -127,10 +139,17 @@ impl Networking {
     pub fn new(table: impl Into<String>) -> Result<Self, NetworkError> {
         let table = table.into();
         if !nft::is_safe_word(&table) {
-            return Err(NetworkError::InvalidName { what: "nft table", value: table });
+            return Err(NetworkError::InvalidName {
+                what: "nft table",
+                value: table,
+            });
         }
         let handle = host_handle().map_err(nl("netlink connect", "host"))?;
-        Ok(Self { table, handle, reservations: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            table,
+            handle,
+            reservations: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The nft table this instance uses.
@@ -157,7 +176,10 @@ impl Networking {
                     Err(e) if errno(&e) == Some(libc::EEXIST) => {}
                     Err(e) => return Err(nl("create bridge", br)(to_io(e))),
                 }
-                link_index(h, br).await.map_err(nl("look up", br))?.ok_or_else(|| NetworkError::NoBridge(br.into()))?
+                link_index(h, br)
+                    .await
+                    .map_err(nl("look up", br))?
+                    .ok_or_else(|| NetworkError::NoBridge(br.into()))?
             }
         };
         h.link()
@@ -165,7 +187,12 @@ impl Networking {
             .execute()
             .await
             .map_err(|e| nl("set up", br)(to_io(e)))?;
-        match h.address().add(index, IpAddr::V4(net.gateway), net.subnet.prefix).execute().await {
+        match h
+            .address()
+            .add(index, IpAddr::V4(net.gateway), net.subnet.prefix)
+            .execute()
+            .await
+        {
             Ok(()) => {}
             Err(e) if errno(&e) == Some(libc::EEXIST) => {}
             Err(e) => return Err(nl("add address to", br)(to_io(e))),
@@ -173,7 +200,8 @@ impl Networking {
         sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         sysctl(&format!("/proc/sys/net/ipv4/conf/{br}/route_localnet"), "1")?;
         let t = &self.table;
-        let script = nft::base_script(t) + &nft::network_add(t, br, &net.subnet, net.internal, net.masquerade);
+        let script = nft::base_script(t)
+            + &nft::network_add(t, br, &net.subnet, net.internal, net.masquerade);
         nft::run(t, &script).await?;
         Ok(())
     }
@@ -183,9 +211,15 @@ impl Networking {
     /// when their namespaces go; disconnect endpoints first.
     pub async fn remove_network(&self, net: &NetworkSpec) -> Result<(), NetworkError> {
         check_ifname("bridge name", &net.bridge)?;
-        nft::run(&self.table, &(nft::base_script(&self.table) + &nft::network_del(&self.table, &net.bridge, &net.subnet)))
-            .await?;
-        delete_link(&self.handle, &net.bridge).await.map_err(nl("delete bridge", &net.bridge))
+        nft::run(
+            &self.table,
+            &(nft::base_script(&self.table)
+                + &nft::network_del(&self.table, &net.bridge, &net.subnet)),
+        )
+        .await?;
+        delete_link(&self.handle, &net.bridge)
+            .await
+            .map_err(nl("delete bridge", &net.bridge))
     }
 
     /// Creates a veth pair: the host end (a fresh `veth<hex>` name) joins the
@@ -203,7 +237,10 @@ impl Networking {
     ) -> Result<Endpoint, NetworkError> {
         check_ifname("interface name", ifname)?;
         let br = net.bridge.as_str();
-        let bridge = link_index(&self.handle, br).await.map_err(nl("look up", br))?.ok_or_else(|| NetworkError::NoBridge(br.into()))?;
+        let bridge = link_index(&self.handle, br)
+            .await
+            .map_err(nl("look up", br))?
+            .ok_or_else(|| NetworkError::NoBridge(br.into()))?;
         let mac = mac.unwrap_or_else(|| mac_for(ip));
         let host_veth = format!("veth{:07x}", rand::random::<u32>() & 0x0fff_ffff);
         let ns_name = netns.display().to_string();
@@ -217,8 +254,15 @@ impl Networking {
             peer = peer.mtu(net.mtu);
             veth = veth.mtu(net.mtu);
         }
-        let msg = veth.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
-        self.handle.link().add(msg).execute().await.map_err(|e| nl("create veth", &host_veth)(to_io(e)))?;
+        let msg = veth
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| nl("create veth", &host_veth)(to_io(e)))?;
         drop(ns_file);
         let endpoint = Endpoint { host_veth, mac };
         if let Err(e) = self.configure_inside(net, netns, ifname, ip).await {
@@ -228,18 +272,38 @@ impl Networking {
         Ok(endpoint)
     }
 
-    async fn configure_inside(&self, net: &NetworkSpec, netns: &Path, ifname: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
+    async fn configure_inside(
+        &self,
+        net: &NetworkSpec,
+        netns: &Path,
+        ifname: &str,
+        ip: Ipv4Addr,
+    ) -> Result<(), NetworkError> {
         let ns_name = netns.display().to_string();
         let h = netns_handle(netns)?.map_err(nl("netlink connect", &ns_name))?;
-        let index = link_index(&h, ifname).await.map_err(nl("look up", ifname))?.ok_or_else(|| NetworkError::Netlink {
-            op: "find moved veth",
-            object: format!("{ifname} in {ns_name}"),
-            source: io::Error::from_raw_os_error(libc::ENODEV),
-        })?;
-        h.address().add(index, IpAddr::V4(ip), net.subnet.prefix).execute().await.map_err(|e| nl("add address to", ifname)(to_io(e)))?;
-        h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(|e| nl("set up", ifname)(to_io(e)))?;
+        let index = link_index(&h, ifname)
+            .await
+            .map_err(nl("look up", ifname))?
+            .ok_or_else(|| NetworkError::Netlink {
+                op: "find moved veth",
+                object: format!("{ifname} in {ns_name}"),
+                source: io::Error::from_raw_os_error(libc::ENODEV),
+            })?;
+        h.address()
+            .add(index, IpAddr::V4(ip), net.subnet.prefix)
+            .execute()
+            .await
+            .map_err(|e| nl("add address to", ifname)(to_io(e)))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| nl("set up", ifname)(to_io(e)))?;
         if !net.internal {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(net.gateway).output_interface(index).build();
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(net.gateway)
+                .output_interface(index)
+                .build();
             match h.route().add(route).execute().await {
                 Ok(()) => {}
                 Err(e) if errno(&e) == Some(libc::EEXIST) => {}
@@ -251,7 +315,9 @@ impl Networking {
 
     /// Deletes the endpoint's veth pair (both ends). Idempotent.
     pub async fn disconnect(&self, endpoint: &Endpoint) -> Result<(), NetworkError> {
-        delete_link(&self.handle, &endpoint.host_veth).await.map_err(nl("delete veth", &endpoint.host_veth))
+        delete_link(&self.handle, &endpoint.host_veth)
+            .await
+            .map_err(nl("delete veth", &endpoint.host_veth))
     }
 }
 
@@ -259,14 +325,19 @@ impl Networking {
 /// registered in the table (with the veths attached to it) and the table.
 pub async fn cleanup_all(table: &str) -> Result<(), NetworkError> {
     if !nft::is_safe_word(table) {
-        return Err(NetworkError::InvalidName { what: "nft table", value: table.to_string() });
+        return Err(NetworkError::InvalidName {
+            what: "nft table",
+            value: table.to_string(),
+        });
     }
     let h = host_handle().map_err(nl("netlink connect", "host"))?;
     for elem in nft::set_elements(table, "bridges").await? {
         let Some(br) = elem.as_str() else { continue };
         if let Some(index) = link_index(&h, br).await.map_err(nl("look up", br))? {
             for (_, port) in ports_of(&h, index).await.map_err(nl("list ports of", br))? {
-                delete_link(&h, &port).await.map_err(nl("delete veth", &port))?;
+                delete_link(&h, &port)
+                    .await
+                    .map_err(nl("delete veth", &port))?;
             }
             delete_link(&h, br).await.map_err(nl("delete bridge", br))?;
         }

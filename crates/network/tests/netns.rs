@@ -20,7 +20,12 @@ fn create_has_lo_up_and_remove_cleans() {
     assert_eq!(all.lines().count(), 1, "{all}");
     // A second create on the same path fails and leaves the first intact.
     assert!(create_netns(&path).is_err());
-    assert!(in_netns(&path, || std::fs::read_to_string("/proc/thread-self/net/dev").unwrap()).unwrap().contains("lo:"));
+    assert!(in_netns(&path, || std::fs::read_to_string(
+        "/proc/thread-self/net/dev"
+    )
+    .unwrap())
+    .unwrap()
+    .contains("lo:"));
     remove_netns(&path).unwrap();
     assert!(!path.exists());
     remove_netns(&path).unwrap();
@@ -40,7 +45,10 @@ async fn create_from_multithreaded_runtime() {
         t.await.unwrap().unwrap();
     }
     // The runtime's own threads are still in the host namespace.
-    assert_eq!(host, std::fs::read_link("/proc/thread-self/ns/net").unwrap());
+    assert_eq!(
+        host,
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+    );
     for p in &paths {
         remove_netns(p).unwrap();
     }

@@ -45,7 +45,16 @@ pub fn run(cmd: &[&str]) -> (bool, String) {
 /// `busybox ping -c1 -W1` from inside a namespace.
 pub fn ping_from(ns: &Path, ip: Ipv4Addr) -> bool {
     let net = format!("--net={}", ns.display());
-    run(&["nsenter", &net, "busybox", "ping", "-c1", "-W1", &ip.to_string()]).0
+    run(&[
+        "nsenter",
+        &net,
+        "busybox",
+        "ping",
+        "-c1",
+        "-W1",
+        &ip.to_string(),
+    ])
+    .0
 }
 
 /// Whether a link of that name exists in the host namespace.
@@ -66,7 +75,10 @@ impl Drop for Cleanup {
         }
         let table = self.table.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(cleanup_all(&table))
         })
         .join();

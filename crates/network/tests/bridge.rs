@@ -1,0 +1,231 @@
+//! Bridges, veths, isolation and NAT with real kernel objects.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+
+use berth_network::netns::in_netns;
+use berth_network::ports::PortError;
+use berth_network::{allocate_host_port, create_netns, Networking, PortMapping, Proto};
+use common::{link_exists, ping_from, run, spec, table, Cleanup};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_namespaces_on_one_bridge_ping_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let mut guard = Cleanup {
+        table: table(),
+        netns: vec![a.clone(), b.clone()],
+    };
+    let net = spec("10.231.1.0/24");
+    let nw = Networking::new(guard.table.clone()).unwrap();
+    nw.ensure_network(&net).await.unwrap();
+    nw.ensure_network(&net).await.unwrap(); // idempotent
+    create_netns(&a).unwrap();
+    create_netns(&b).unwrap();
+    let ip_a = Ipv4Addr::new(10, 231, 1, 2);
+    let ip_b = Ipv4Addr::new(10, 231, 1, 3);
+    let ea = nw.connect(&net, &a, "eth0", ip_a, None).await.unwrap();
+    let eb = nw
+        .connect(&net, &b, "eth0", ip_b, Some([2, 0, 0, 0, 0, 9]))
+        .await
+        .unwrap();
+    assert_eq!(ea.mac, [0x02, 0x42, 10, 231, 1, 2]);
+    assert!(link_exists(&ea.host_veth) && link_exists(&eb.host_veth));
+
+    assert!(ping_from(&a, ip_b), "a cannot ping b");
+    assert!(ping_from(&b, ip_a), "b cannot ping a");
+    assert!(ping_from(&a, net.gateway), "a cannot ping the gateway");
+    let ns_arg = format!("--net={}", b.display());
+    let (_, routes) = run(&["nsenter", &ns_arg, "ip", "route"]);
+    assert!(
+        routes.contains("default via 10.231.1.1 dev eth0"),
+        "{routes}"
+    );
+    let (_, link) = run(&["nsenter", &ns_arg, "ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("02:00:00:00:00:09"), "{link}");
+
+    nw.disconnect(&ea).await.unwrap();
+    nw.disconnect(&ea).await.unwrap(); // idempotent
+    assert!(!link_exists(&ea.host_veth));
+    let ns_arg = format!("--net={}", a.display());
+    let (_, links) = run(&["nsenter", &ns_arg, "ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "veth left in netns: {links}");
+
+    nw.disconnect(&eb).await.unwrap();
+    nw.remove_network(&net).await.unwrap();
+    nw.remove_network(&net).await.unwrap(); // idempotent
+    assert!(!link_exists(&net.bridge));
+    let (_, listing) = run(&["nft", "list", "table", "ip", &guard.table]);
+    assert!(!listing.contains(&net.bridge), "{listing}");
+    assert!(!listing.contains("10.231.1.0/24"), "{listing}");
+    guard.netns.clear();
+    berth_network::remove_netns(&a).unwrap();
+    berth_network::remove_netns(&b).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_are_isolated_and_internal_has_no_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    let _guard = Cleanup {
+        table: table(),
+        netns: vec![a.clone(), b.clone(), c.clone()],
+    };
+    let n1 = spec("10.231.2.0/24");
+    let n2 = spec("10.231.3.0/24");
+    let mut n3 = spec("10.231.4.0/24");
+    n3.internal = true;
+    let nw = Networking::new(_guard.table.clone()).unwrap();
+    for (net, ns) in [(&n1, &a), (&n2, &b), (&n3, &c)] {
+        nw.ensure_network(net).await.unwrap();
+        create_netns(ns).unwrap();
+        nw.connect(
+            net,
+            ns,
+            "eth0",
+            Ipv4Addr::from(u32::from(net.gateway) + 1),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    // Reaching the own gateway works; crossing to another network does not.
+    assert!(ping_from(&a, n1.gateway));
+    assert!(
+        !ping_from(&a, Ipv4Addr::new(10, 231, 3, 2)),
+        "n1 reached a container of n2"
+    );
+    // The internal network has no default route.
+    let ns_arg = format!("--net={}", c.display());
+    let (_, routes) = run(&["nsenter", &ns_arg, "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    // Forwarding is on and our table carries masquerade for n1 only.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    let (_, masq) = run(&["nft", "list", "set", "ip", &_guard.table, "masq"]);
+    assert!(
+        masq.contains("10.231.2.0/24") && !masq.contains("10.231.4.0/24"),
+        "{masq}"
+    );
+}
+
+fn serve_once(listener: TcpListener) -> std::thread::JoinHandle<std::net::SocketAddr> {
+    std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().unwrap();
+        s.write_all(b"hello").unwrap();
+        peer
+    })
+}
+
+fn read_all(addr: SocketAddrV4) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_port_reachable_on_loopback_and_conflicts_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let guard = Cleanup {
+        table: table(),
+        netns: vec![a.clone(), b.clone()],
+    };
+    let net = spec("10.231.5.0/24");
+    let nw = Networking::new(guard.table.clone()).unwrap();
+    nw.ensure_network(&net).await.unwrap();
+    create_netns(&a).unwrap();
+    create_netns(&b).unwrap();
+    let ip_a = Ipv4Addr::new(10, 231, 5, 2);
+    nw.connect(&net, &a, "eth0", ip_a, None).await.unwrap();
+    nw.connect(&net, &b, "eth0", Ipv4Addr::new(10, 231, 5, 3), None)
+        .await
+        .unwrap();
+
+    let owner = format!("c{}", common::rand_hex(12));
+    let port = allocate_host_port(Proto::Tcp).unwrap();
+    let map = PortMapping {
+        host_ip: Some(Ipv4Addr::LOCALHOST),
+        host_port: port,
+        container_ip: ip_a,
+        container_port: 80,
+        proto: Proto::Tcp,
+    };
+    let done = nw.publish(&[map], &owner).await.unwrap();
+    assert_eq!(done, vec![map]);
+
+    // From the host on 127.0.0.1.
+    let listener = in_netns(&a, || TcpListener::bind("0.0.0.0:80").unwrap()).unwrap();
+    let server = serve_once(listener.try_clone().unwrap());
+    assert_eq!(
+        read_all(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+        "hello"
+    );
+    let peer = server.join().unwrap();
+    assert_eq!(
+        peer.ip(),
+        std::net::IpAddr::V4(net.gateway),
+        "loopback traffic not masqueraded"
+    );
+
+    // The port is reserved: another publish and a plain bind both fail.
+    let err = nw.publish(&[map], "other").await.unwrap_err();
+    assert!(matches!(err, PortError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("already allocated"), "{err}");
+    assert!(TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_err());
+
+    // All addresses, with an ephemeral port, reachable from another container
+    // through a host address (the gateway).
+    let any = PortMapping {
+        host_ip: None,
+        host_port: 0,
+        ..map
+    };
+    let got = nw.publish(&[any], &owner).await.unwrap();
+    let any_port = got[0].host_port;
+    assert_ne!(any_port, 0);
+    let server = serve_once(listener.try_clone().unwrap());
+    let text = in_netns(&b, || read_all(SocketAddrV4::new(net.gateway, any_port))).unwrap();
+    assert_eq!(text, "hello");
+    server.join().unwrap();
+
+    // Unpublish removes the rules and frees the ports.
+    nw.unpublish(&owner).await.unwrap();
+    nw.unpublish(&owner).await.unwrap();
+    let (_, chain) = run(&["nft", "list", "chain", "ip", &guard.table, "publish"]);
+    assert!(!chain.contains(&owner), "{chain}");
+    drop(TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).unwrap());
+    drop(TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, any_port)).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_all_removes_bridges_veths_and_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let t = table();
+    let net = spec("10.231.6.0/24");
+    let nw = Networking::new(t.clone()).unwrap();
+    nw.ensure_network(&net).await.unwrap();
+    create_netns(&a).unwrap();
+    let ep = nw
+        .connect(&net, &a, "eth0", Ipv4Addr::new(10, 231, 6, 2), None)
+        .await
+        .unwrap();
+    berth_network::cleanup_all(&t).await.unwrap();
+    assert!(!link_exists(&ep.host_veth));
+    assert!(!link_exists(&net.bridge));
+    assert!(!run(&["nft", "list", "table", "ip", &t]).0);
+    berth_network::cleanup_all(&t).await.unwrap();
+    berth_network::remove_netns(&a).unwrap();
+}
