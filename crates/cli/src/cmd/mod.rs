@@ -1,0 +1,15 @@
+//! One module per command group.
+
+pub mod build;
+pub mod container;
+pub mod cp;
+pub mod exec;
+pub mod image;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
+pub mod network;
+pub mod ps;
+pub mod stats;
+pub mod system;
+pub mod volume;
