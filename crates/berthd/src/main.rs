@@ -1,1 +1,98 @@
-fn main() {}
+//! `berthd`: the Berth daemon. Opens the engine over its data root and serves the Docker
+//! Engine API on one or more unix sockets.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+/// Command-line flags, named like dockerd's.
+#[derive(Parser, Debug)]
+#[command(name = "berthd", version, about = "Berth container engine daemon")]
+struct Args {
+    /// Socket(s) to listen on, e.g. unix:///run/berth/berth.sock.
+    #[arg(short = 'H', long = "host")]
+    hosts: Vec<String>,
+    /// Root of persistent state.
+    #[arg(long, default_value = "/var/lib/berth")]
+    data_root: PathBuf,
+    /// Root of runtime state.
+    #[arg(long, default_value = "/run/berth")]
+    exec_root: PathBuf,
+    /// Registries to reach over plain HTTP (loopback ones always are).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Layers downloaded at once per pull.
+    #[arg(long, default_value_t = 3)]
+    max_concurrent_downloads: usize,
+    /// Runtime for containers that name none: berth (built-in) or runc.
+    #[arg(long, default_value = "berth")]
+    default_runtime: String,
+    /// Bridge device of the default network.
+    #[arg(long, default_value = "berth0")]
+    bridge: String,
+    /// Subnet of the default bridge network.
+    #[arg(long, default_value = "172.29.0.0/16")]
+    bip: String,
+    /// nftables table of this daemon.
+    #[arg(long, default_value = "berth")]
+    nft_table: String,
+    /// Parent cgroup of all containers.
+    #[arg(long, default_value = "berth")]
+    cgroup_parent: String,
+    /// Log filter (tracing syntax), e.g. info or debug.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn shim_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTH_SHIM") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("berth-shim")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("berth-shim"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = berth_engine::EngineConfig::with_roots(args.data_root.clone(), args.exec_root.clone());
+    cfg.insecure_registries = args.insecure_registries.clone();
+    cfg.max_concurrent_downloads = args.max_concurrent_downloads.max(1);
+    cfg.shim_binary = shim_binary();
+    cfg.default_runtime = args.default_runtime.clone();
+    cfg.bridge_name = args.bridge.clone();
+    cfg.bridge_subnet = args.bip.clone();
+    cfg.nft_table = args.nft_table.clone();
+    cfg.cgroup_parent = args.cgroup_parent.clone();
+    let engine = berth_engine::Engine::open(cfg).await.context("open engine")?;
+    let hosts = if args.hosts.is_empty() { vec!["unix:///run/berth/berth.sock".to_string()] } else { args.hosts.clone() };
+    let mut servers = Vec::new();
+    for h in hosts {
+        let Some(path) = h.strip_prefix("unix://") else {
+            bail!("unsupported host {h}: only unix:// sockets are served");
+        };
+        let path = PathBuf::from(path);
+        let engine = engine.clone();
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = berth_api::serve_unix(engine, &path).await {
+                tracing::error!("serve {}: {e}", path.display());
+            }
+        }));
+        tracing::info!("berthd listening on {h}");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("berthd stopping; containers keep running");
+    Ok(())
+}

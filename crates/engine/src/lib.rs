@@ -1,1 +1,143 @@
-//! berth-engine (being written)
+//! The daemon's services: images, containers, networks, volumes, events, over the metadata
+//! DB, the content store, the snapshotter, the registry client and the shims.
+//!
+//! The api crate parses HTTP into calls on [`Engine`]; nothing here knows HTTP. Request and
+//! response bodies use Docker's shapes ([`model`]) because Docker API compatibility is the
+//! contract.
+
+#![recursion_limit = "256"]
+
+pub mod containers;
+pub mod db;
+pub mod dns;
+pub mod error;
+pub mod events;
+pub mod images;
+pub mod model;
+pub mod names;
+pub mod networking;
+pub mod networks;
+pub mod system;
+pub mod users;
+pub mod volumes;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use berth_content::ContentStore;
+use berth_registry::{ClientConfig, RegistryClient};
+use berth_snapshot::Snapshotter;
+
+pub use error::{EngineError, ErrorKind, Result};
+
+/// How `berthd` was started.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Persistent state: DB, blobs, snapshots, container dirs, volumes.
+    pub data_root: PathBuf,
+    /// Runtime state: shim sockets, runtime state dirs, netns mounts.
+    pub exec_root: PathBuf,
+    /// Registries spoken to over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// Layers downloaded at once per pull.
+    pub max_concurrent_downloads: usize,
+    /// The `berth-shim` binary.
+    pub shim_binary: PathBuf,
+    /// Runtime used when a container names none: "berth" (built-in) or "runc".
+    pub default_runtime: String,
+    /// Path of the `runc` binary for `--runtime runc`.
+    pub runc_binary: PathBuf,
+    /// Bridge device of the default network.
+    pub bridge_name: String,
+    /// Subnet of the default bridge network, CIDR.
+    pub bridge_subnet: String,
+    /// Name of this daemon's nftables table.
+    pub nft_table: String,
+    /// Parent cgroup of every container.
+    pub cgroup_parent: String,
+}
+
+impl EngineConfig {
+    /// Defaults like dockerd's, under the given roots.
+    pub fn with_roots(data_root: PathBuf, exec_root: PathBuf) -> Self {
+        Self {
+            data_root,
+            exec_root,
+            insecure_registries: Vec::new(),
+            max_concurrent_downloads: 3,
+            shim_binary: PathBuf::from("berth-shim"),
+            default_runtime: "berth".into(),
+            runc_binary: PathBuf::from("/usr/sbin/runc"),
+            bridge_name: "berth0".into(),
+            bridge_subnet: "172.29.0.0/16".into(),
+            nft_table: "berth".into(),
+            cgroup_parent: "berth".into(),
+        }
+    }
+}
+
+/// The engine: one per daemon, shared behind an `Arc`.
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) db: db::Db,
+    pub(crate) content: ContentStore,
+    pub(crate) snaps: Snapshotter,
+    pub(crate) registry: RegistryClient,
+    /// The event bus behind `/events`.
+    pub events: events::EventBus,
+    pub(crate) live: containers::LiveTable,
+    pub(crate) execs: Mutex<HashMap<String, containers::exec::ExecRecord>>,
+    pub(crate) pull_lock: tokio::sync::Mutex<()>,
+    pub(crate) net: berth_network::Networking,
+    pub(crate) dns: tokio::sync::Mutex<HashMap<String, berth_network::dns::DnsServer>>,
+}
+
+impl Engine {
+    /// Opens the data root (creating it), repairs what a crash left, and reconnects to the
+    /// shims of containers that kept running while no daemon was up.
+    pub async fn open(cfg: EngineConfig) -> Result<Arc<Self>> {
+        for dir in [
+            cfg.data_root.clone(),
+            cfg.data_root.join("containers"),
+            cfg.exec_root.clone(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| EngineError::internal(format!("create {}: {e}", dir.display())))?;
+        }
+        let db = db::Db::open(&cfg.data_root.join("metadata.db"))?;
+        let content = ContentStore::open(cfg.data_root.join("content"))
+            .map_err(|e| EngineError::internal(format!("content store: {e}")))?;
+        let snaps = Snapshotter::open(cfg.data_root.join("snapshots"))
+            .map_err(|e| EngineError::internal(format!("snapshotter: {e}")))?;
+        let registry = RegistryClient::new(ClientConfig {
+            insecure_registries: cfg.insecure_registries.clone(),
+            max_concurrent_downloads: cfg.max_concurrent_downloads,
+            ..ClientConfig::default()
+        })
+        .map_err(|e| EngineError::internal(format!("registry client: {e}")))?;
+        let net = berth_network::Networking::new(cfg.nft_table.clone())
+            .map_err(|e| EngineError::internal(format!("networking: {e}")))?;
+        let engine = Arc::new(Self {
+            cfg,
+            db,
+            content,
+            snaps,
+            registry,
+            events: events::EventBus::new(),
+            live: containers::LiveTable::default(),
+            execs: Mutex::new(HashMap::new()),
+            pull_lock: tokio::sync::Mutex::new(()),
+            net,
+            dns: tokio::sync::Mutex::new(HashMap::new()),
+        });
+        engine.ensure_builtin_networks()?;
+        engine.restore().await?;
+        Ok(engine)
+    }
+
+    /// The configuration this engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+}

@@ -1,0 +1,325 @@
+//! Stop, kill, wait, restart and remove; the monitor that learns each exit from the shim;
+//! restart policies; and the repair of containers at daemon start.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::{ExitStatus, ShimClient};
+
+use super::now_rfc3339;
+use crate::error::{EngineError, ErrorKind, Result, ResultExt};
+use crate::model::ContainerRecord;
+use crate::Engine;
+
+/// `POST /containers/{id}/wait?condition=...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    /// Returns at once if not running, else at the exit.
+    NotRunning,
+    /// Waits for the next exit even if not running now.
+    NextExit,
+    /// Waits until the container is removed.
+    Removed,
+}
+
+/// Parses a signal given as a name ("SIGTERM", "TERM", "kill") or a number.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| EngineError::invalid(format!("Invalid signal: {s}")))
+}
+
+impl Engine {
+    /// Watches a running container's shim and records its exit when it comes.
+    pub(crate) fn spawn_monitor(self: &Arc<Self>, id: String) {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            let state_dir = engine.state_dir(&id);
+            let status = match ShimClient::connect(&state_dir).await {
+                Ok(client) => match client.wait().await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!("wait on shim of {id}: {e}");
+                        berth_runtime::read_exit(&state_dir)
+                    }
+                },
+                Err(_) => berth_runtime::read_exit(&state_dir),
+            };
+            engine.on_exit(&id, status).await;
+        });
+    }
+
+    /// Records an exit, tears down what start set up, then applies `--rm` or the restart
+    /// policy.
+    pub(crate) async fn on_exit(self: &Arc<Self>, id: &str, status: Option<ExitStatus>) {
+        let op = self.live.with(id, |l| l.op.clone());
+        let guard = op.lock().await;
+        let Ok(mut c) = self.find_container(id) else { return };
+        if !c.state.running {
+            return;
+        }
+        let status = status.unwrap_or(ExitStatus {
+            code: 255,
+            signal: None,
+            oom_killed: false,
+            finished_at: now_rfc3339(),
+        });
+        c.state.running = false;
+        c.state.paused = false;
+        c.state.status = "exited".into();
+        c.state.pid = 0;
+        c.state.exit_code = status.code as i64;
+        c.state.oom_killed = status.oom_killed;
+        c.state.finished_at = if status.finished_at.is_empty() { now_rfc3339() } else { status.finished_at.clone() };
+        if let Some(h) = c.state.health.as_mut() {
+            h.status = "unhealthy".into();
+        }
+        self.teardown(&mut c).await;
+        if status.oom_killed {
+            self.container_event(&c, "oom");
+        }
+        self.container_event_with(&c, "die", BTreeMap::from([("exitCode".to_string(), status.code.to_string())]));
+        let restart = self.should_restart(&c);
+        if restart {
+            c.state.restarting = true;
+            c.state.status = "restarting".into();
+            c.restart_count += 1;
+        }
+        if let Err(e) = self.save_container(&c) {
+            tracing::error!("record exit of {id}: {e}");
+        }
+        drop(guard);
+        if c.host_config.auto_remove {
+            if let Err(e) = self.remove_container(id, true, false).await {
+                tracing::warn!("auto-remove {id}: {e}");
+            }
+            return;
+        }
+        if restart {
+            let delay = Duration::from_millis(100u64.saturating_mul(1 << c.restart_count.clamp(0, 10)).min(60_000));
+            let engine = Arc::clone(self);
+            let id = id.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let Ok(cur) = engine.find_container(&id) else { return };
+                if !cur.state.restarting || cur.manually_stopped {
+                    return;
+                }
+                if let Err(e) = engine.start_container(&id).await {
+                    tracing::warn!("restart {id}: {e}");
+                } else if let Ok(c) = engine.find_container(&id) {
+                    engine.container_event(&c, "restart");
+                }
+            });
+        }
+    }
+
+    fn should_restart(&self, c: &ContainerRecord) -> bool {
+        let Some(p) = &c.host_config.restart_policy else { return false };
+        if c.manually_stopped {
+            return false;
+        }
+        match p.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => c.state.exit_code != 0 && (p.maximum_retry_count == 0 || c.restart_count < p.maximum_retry_count),
+            _ => false,
+        }
+    }
+
+    /// Undoes what start set up: network, rootfs mount, shim state. Errors are logged.
+    pub(crate) async fn teardown(&self, c: &mut ContainerRecord) {
+        self.teardown_network(c).await;
+        let rootfs = self.container_dir(&c.id).join("rootfs");
+        if c.mounted || super::start::is_mountpoint(&rootfs) {
+            if let Err(e) = berth_snapshot::unmount(&rootfs) {
+                tracing::warn!("unmount rootfs of {}: {e}", c.id);
+            }
+            c.mounted = false;
+        }
+        let _ = std::fs::remove_dir_all(self.state_dir(&c.id));
+    }
+
+    /// Sends `signal` to a running container.
+    pub async fn kill_container(&self, name: &str, signal: Option<&str>) -> Result<()> {
+        let c = self.find_container(name)?;
+        let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        if !c.state.running {
+            return Err(EngineError::conflict(format!(
+                "cannot kill container: {name}: container {} is not running",
+                c.id
+            )));
+        }
+        let client = ShimClient::connect(&self.state_dir(&c.id))
+            .await
+            .kind_ctx(ErrorKind::Conflict, format!("container {name} is not running"))?;
+        client.kill(sig).await.ctx(format!("kill {name}"))?;
+        self.container_event_with(&c, "kill", BTreeMap::from([("signal".to_string(), sig.to_string())]));
+        Ok(())
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds (the
+    /// container's StopTimeout or 10 when None). Returns `Ok(false)` if it was not running.
+    pub async fn stop_container(self: &Arc<Self>, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<bool> {
+        let mut c = self.find_container(name)?;
+        c.manually_stopped = true;
+        if c.state.restarting {
+            c.state.restarting = false;
+            c.state.status = "exited".into();
+        }
+        self.save_container(&c)?;
+        if !c.state.running {
+            return Ok(false);
+        }
+        let sig = signal
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or(c.config.stop_signal.clone())
+            .unwrap_or_else(|| "SIGTERM".into());
+        let timeout = timeout.or(c.config.stop_timeout).unwrap_or(10);
+        let sig = parse_signal(&sig)?;
+        let state_dir = self.state_dir(&c.id);
+        if let Ok(client) = ShimClient::connect(&state_dir).await {
+            if c.state.paused {
+                let _ = client.resume().await;
+            }
+            let _ = client.kill(sig).await;
+            let exited = timeout >= 0
+                && tokio::time::timeout(Duration::from_secs(timeout as u64), self.wait_container(&c.id, WaitCondition::NotRunning))
+                    .await
+                    .is_ok();
+            if !exited {
+                let _ = client.kill(libc::SIGKILL).await;
+            }
+        }
+        self.wait_container(&c.id, WaitCondition::NotRunning).await?;
+        if let Ok(c) = self.find_container(&c.id) {
+            self.container_event(&c, "stop");
+        }
+        Ok(true)
+    }
+
+    /// Stops (if running) then starts a container.
+    pub async fn restart_container(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<()> {
+        self.stop_container(name, timeout, None).await?;
+        self.start_container(name).await?;
+        if let Ok(c) = self.find_container(name) {
+            self.container_event(&c, "restart");
+        }
+        Ok(())
+    }
+
+    /// Waits for `condition`; returns the exit code.
+    pub async fn wait_container(&self, name: &str, condition: WaitCondition) -> Result<i64> {
+        let c = self.find_container(name)?;
+        let mut rx = self.live.with(&c.id, |l| l.changed.subscribe());
+        let start_gen = *rx.borrow_and_update();
+        let mut seen_running = c.state.running;
+        loop {
+            let cur = match self.find_container(&c.id) {
+                Ok(cur) => Some(cur),
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            match (&cur, condition) {
+                (None, _) => return Ok(c.state.exit_code),
+                (Some(cur), WaitCondition::NotRunning) if !cur.state.running && !cur.state.restarting => {
+                    return Ok(cur.state.exit_code)
+                }
+                (Some(cur), WaitCondition::NextExit) => {
+                    if cur.state.running {
+                        seen_running = true;
+                    } else if seen_running || *rx.borrow() != start_gen && cur.state.status == "exited" {
+                        return Ok(cur.state.exit_code);
+                    }
+                }
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Ok(c.state.exit_code);
+            }
+        }
+    }
+
+    /// Removes a container; a running one only with `force` (it is killed first).
+    /// `volumes` also removes its anonymous volumes.
+    pub async fn remove_container(self: &Arc<Self>, name: &str, force: bool, volumes: bool) -> Result<()> {
+        let c = self.find_container(name)?;
+        if c.state.running && !c.state.restarting {
+            if !force {
+                return Err(EngineError::conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    c.name
+                )));
+            }
+            if let Ok(client) = ShimClient::connect(&self.state_dir(&c.id)).await {
+                let _ = client.kill(libc::SIGKILL).await;
+            }
+            self.wait_container(&c.id, WaitCondition::NotRunning).await?;
+        }
+        let op = self.live.with(&c.id, |l| l.op.clone());
+        let _guard = op.lock().await;
+        let Ok(mut c) = self.find_container(&c.id) else { return Ok(()) };
+        c.manually_stopped = true;
+        self.teardown(&mut c).await;
+        if let Err(e) = self.snaps.remove(&c.id) {
+            tracing::warn!("remove snapshot of {}: {e}", c.id);
+        }
+        let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
+        self.db.delete("containers", "id", &c.id)?;
+        self.container_event(&c, "destroy");
+        self.live.with(&c.id, |l| l.changed.send_modify(|v| *v += 1));
+        self.live.forget(&c.id);
+        if volumes {
+            for m in c.mounts.iter().filter(|m| m.kind == "volume") {
+                if let Ok(v) = self.get_volume(&m.name) {
+                    if v.anonymous {
+                        let _ = self.remove_volume(&v.name, false);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At daemon start: reconnect to the shims of running containers, learn the exits
+    /// that happened meanwhile, honour `--rm` and restart policies.
+    pub(crate) async fn restore(self: &Arc<Self>) -> Result<()> {
+        let all: Vec<ContainerRecord> = self.db.all("containers")?;
+        for mut c in all {
+            if c.state.running || c.state.restarting {
+                let state_dir = self.state_dir(&c.id);
+                if c.state.running && ShimClient::connect(&state_dir).await.is_ok() {
+                    if c.state.paused {
+                        // keep as recorded
+                    }
+                    self.spawn_monitor(c.id.clone());
+                    continue;
+                }
+                if c.state.restarting {
+                    c.state.running = true;
+                    self.save_container(&c)?;
+                }
+                let status = berth_runtime::read_exit(&state_dir);
+                self.on_exit(&c.id, status).await;
+            }
+        }
+        self.restore_networks().await;
+        // Containers with restart=always that were stopped only by the daemon going down.
+        let all: Vec<ContainerRecord> = self.db.all("containers")?;
+        for c in all {
+            let policy = c.host_config.restart_policy.as_ref().map(|p| p.name.as_str()).unwrap_or("");
+            if !c.state.running && !c.manually_stopped && (policy == "always" || policy == "unless-stopped") && c.state.status == "exited" {
+                let _ = self.start_container(&c.id).await;
+            }
+        }
+        Ok(())
+    }
+}
