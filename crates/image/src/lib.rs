@@ -1,1 +1,16 @@
-//! berth-image (being written)
+//! Image formats: references, manifests and indexes, image configs, and
+//! applying layers into snapshots.
+
+pub mod config;
+pub mod layer;
+pub mod manifest;
+pub mod reference;
+pub mod unpack;
+
+pub use config::ImageConfig;
+pub use layer::{apply_layer, chain_id, chain_ids, AppliedLayer, LayerError};
+pub use manifest::{
+    choose_platform, parse_manifest, Descriptor, ImageIndex, ImageManifest, Manifest, Platform,
+};
+pub use reference::Reference;
+pub use unpack::{unpack_layers, UnpackError};
