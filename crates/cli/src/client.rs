@@ -102,6 +102,7 @@ pub struct Hijacked {
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    prefix: String,
 }
 
 /// Picks the daemon address: `-H`, then `BERTH_HOST`, then `DOCKER_HOST`, then the default.
@@ -123,14 +124,21 @@ pub fn query(pairs: &[(&str, String)]) -> String {
 }
 
 impl Client {
-    /// Creates a client for a `unix:///path` host string.
+    /// Creates a client for a `unix:///path` host string. The API version prefix is
+    /// [`API_PREFIX`] unless `BERTH_API_VERSION` or `DOCKER_API_VERSION` pins another.
     pub fn new(host: &str) -> Result<Self> {
         let path = host
             .strip_prefix("unix://")
             .filter(|p| !p.is_empty())
             .ok_or_else(|| ClientError::BadHost(host.to_owned()))?;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let prefix = match env("BERTH_API_VERSION").or_else(|| env("DOCKER_API_VERSION")) {
+            Some(v) => format!("/v{}", v.trim_start_matches('v')),
+            None => API_PREFIX.to_owned(),
+        };
         Ok(Client {
             socket: PathBuf::from(path),
+            prefix,
         })
     }
 
@@ -152,7 +160,7 @@ impl Client {
         body: Option<Bytes>,
         json: bool,
     ) -> Result<Request<Full<Bytes>>> {
-        let full = format!("{API_PREFIX}{path}");
+        let full = format!("{}{path}", self.prefix);
         let mut b = Request::builder()
             .method(method)
             .uri(&full)

@@ -331,7 +331,7 @@ fn eval_cmd(cmd: &[Arg], dot: &Value, piped: Option<Value>) -> Result<Value> {
     };
     let s = |i: usize| -> Result<String> { arg(i).map(go_string) };
     Ok(match name.as_str() {
-        "json" => Value::String(serde_json::to_string(&clean(arg(0)?)).unwrap_or_default()),
+        "json" => Value::String(go_json(&clean(arg(0)?))),
         "upper" => Value::String(s(0)?.to_uppercase()),
         "lower" => Value::String(s(0)?.to_lowercase()),
         "title" => {
@@ -400,6 +400,15 @@ fn eval_cmd(cmd: &[Arg], dot: &Value, piped: Option<Value>) -> Result<Value> {
             )))
         }
     })
+}
+
+/// JSON like Go's `json.Marshal`: `<`, `>` and `&` escaped.
+fn go_json(v: &Value) -> String {
+    serde_json::to_string(v)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
 fn type_name(v: &Value) -> &'static str {

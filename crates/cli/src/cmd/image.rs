@@ -199,6 +199,7 @@ pub fn image_rows(images: &[Value], no_trunc: bool) -> Vec<Value> {
         };
         let created = img["Created"].as_i64().unwrap_or(0);
         let size = img["Size"].as_f64().unwrap_or(0.0);
+        let shared = img["SharedSize"].as_f64().filter(|s| *s >= 0.0);
         let digests: Vec<String> = img["RepoDigests"]
             .as_array()
             .map(|a| {
@@ -237,10 +238,10 @@ pub fn image_rows(images: &[Value], no_trunc: bool) -> Vec<Value> {
                 "CreatedSince": ago(created),
                 "CreatedAt": created_at(created),
                 "Size": human_size(size),
-                "Containers": img["Containers"].as_i64().map(|n| n.to_string()).unwrap_or_else(|| "N/A".into()),
-                "SharedSize": human_size(img["SharedSize"].as_f64().unwrap_or(0.0).max(0.0)),
-                "UniqueSize": human_size((size - img["SharedSize"].as_f64().unwrap_or(0.0).max(0.0)).max(0.0)),
-                "VirtualSize": human_size(size),
+                "Containers": img["Containers"].as_i64().filter(|n| *n >= 0).map(|n| n.to_string()).unwrap_or_else(|| "N/A".into()),
+                "SharedSize": shared.map(human_size).unwrap_or_else(|| "N/A".into()),
+                "UniqueSize": shared.map(|s| human_size((size - s).max(0.0))).unwrap_or_else(|| "N/A".into()),
+                "VirtualSize": output::human_size_prec(size, 4),
             }));
         }
     }

@@ -51,7 +51,7 @@ pub async fn version(c: &Client, a: VersionArgs) -> CmdResult {
     let sv = server?;
     println!();
     let platform = sv["Platform"]["Name"].as_str().unwrap_or("");
-    println!("Server: {platform}");
+    println!("{}", format!("Server: {platform}").trim_end());
     println!(" Engine:");
     println!("  Version:          {}", s(&sv, "Version"));
     println!(
