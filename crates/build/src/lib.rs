@@ -3,5 +3,13 @@
 //! The builder drives the engine through the [`BuildHost`] trait, so this crate knows
 //! neither HTTP nor the engine's database.
 
+pub mod builder;
 pub mod context;
+pub mod host;
 pub mod parser;
+
+pub use builder::{BuildError, BuildEvent, BuildOptions, BuildResult, Builder};
+pub use context::BuildContext;
+pub use host::{
+    BaseImage, BuildHost, CacheSharing, CachedStep, HostError, Layer, RunMount, RunSpec, WorkRoot,
+};

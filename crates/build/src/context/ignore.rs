@@ -47,7 +47,7 @@ pub(crate) fn clean(p: &str) -> String {
     }
 }
 
-fn compile(pattern: &str) -> Result<Regex, IgnoreError> {
+pub(crate) fn compile(pattern: &str) -> Result<Regex, IgnoreError> {
     let bad = |reason: &str| IgnoreError::BadPattern {
         pattern: pattern.to_string(),
         reason: reason.to_string(),
