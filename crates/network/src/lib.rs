@@ -23,6 +23,7 @@
 //! [`cleanup_all`]. Published-port reservations (listening sockets) are the
 //! only in-memory state, owned by a [`Networking`] value.
 
+pub mod dns;
 pub mod files;
 pub mod ipam;
 mod netlink;
@@ -31,6 +32,7 @@ mod nft;
 pub mod ports;
 mod setup;
 
+pub use dns::DnsServer;
 pub use files::{container_resolv_conf, host_nameservers, hosts_file, resolv_conf, ResolvConf};
 pub use ipam::{default_subnet_for, overlaps, Ipam, Ipv4Net};
 pub use netns::{create_netns, remove_netns};

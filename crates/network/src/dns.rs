@@ -1,0 +1,235 @@
+//! The embedded DNS server of user networks.
+//!
+//! One [`DnsServer`] per user network listens on the network's gateway
+//! address, port 53 (UDP). It answers A queries for the names the engine sets
+//! (container names, aliases, service names: every address of a name, in a
+//! random order) and forwards every other query, as is, to the host's
+//! upstream resolvers, answering SERVFAIL when none of them answers.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use rand::seq::SliceRandom;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use crate::files::ResolvConf;
+
+/// How long one upstream may take to answer a forwarded query.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// TTL of the answers for container names (Docker uses 600 s).
+const TTL: u32 = 600;
+
+/// Errors of the DNS server.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The listening socket could not be bound.
+    #[error("binding dns server on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+type Records = HashMap<String, Vec<Ipv4Addr>>;
+
+struct Shared {
+    local: SocketAddr,
+    records: RwLock<Records>,
+    upstreams: RwLock<Vec<SocketAddr>>,
+}
+
+/// A running DNS responder; it stops when dropped.
+pub struct DnsServer {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+/// Lower-case, without the trailing dot: the key records are stored under.
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl DnsServer {
+    /// Binds `addr` (UDP) and serves, forwarding unknown names to the host's
+    /// resolvers from `/etc/resolv.conf` (port 53). Must be called inside a
+    /// tokio runtime.
+    pub async fn bind(addr: SocketAddr) -> Result<Self, DnsError> {
+        let upstreams = ResolvConf::host()
+            .map(|rc| {
+                rc.nameservers
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, 53))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self::bind_with_upstreams(addr, upstreams).await
+    }
+
+    /// Like [`DnsServer::bind`] with explicit upstream resolvers (tried in
+    /// order; an empty list makes unknown names fail with SERVFAIL).
+    pub async fn bind_with_upstreams(
+        addr: SocketAddr,
+        upstreams: Vec<SocketAddr>,
+    ) -> Result<Self, DnsError> {
+        let sock = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        let local = sock
+            .local_addr()
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            local,
+            records: RwLock::new(HashMap::new()),
+            upstreams: RwLock::new(upstreams),
+        });
+        let task = tokio::spawn(serve(Arc::new(sock), shared.clone()));
+        Ok(Self { shared, task })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// Replaces every record: name (case-insensitive, trailing dot optional)
+    /// to its addresses. Several containers under one name give all theirs.
+    pub fn set_records(&self, records: HashMap<String, Vec<Ipv4Addr>>) {
+        let normalized = records
+            .into_iter()
+            .fold(Records::new(), |mut acc, (name, ips)| {
+                acc.entry(normalize(&name)).or_default().extend(ips);
+                acc
+            });
+        *self
+            .shared
+            .records
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = normalized;
+    }
+
+    /// Replaces the upstream resolvers.
+    pub fn set_upstreams(&self, upstreams: Vec<SocketAddr>) {
+        *self
+            .shared
+            .upstreams
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = upstreams;
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!("dns {}: receive failed: {e}", shared.local);
+                continue;
+            }
+        };
+        let query = buf[..n].to_vec();
+        let (sock, shared) = (sock.clone(), shared.clone());
+        tokio::spawn(async move {
+            if let Some(reply) = answer(&shared, &query).await {
+                if let Err(e) = sock.send_to(&reply, peer).await {
+                    tracing::debug!("dns {}: reply to {peer} failed: {e}", shared.local);
+                }
+            }
+        });
+    }
+}
+
+/// The reply to one query packet, or `None` for packets that are not queries.
+async fn answer(shared: &Shared, packet: &[u8]) -> Option<Vec<u8>> {
+    let req = Message::from_vec(packet).ok()?;
+    if req.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    let reply = |code: ResponseCode, answers: Vec<Record>| {
+        let mut m = Message::error_msg(req.metadata.id, req.metadata.op_code, code);
+        m.metadata.recursion_desired = req.metadata.recursion_desired;
+        m.metadata.recursion_available = true;
+        m.queries = req.queries.clone();
+        m.answers = answers;
+        m.to_vec().ok()
+    };
+    if req.metadata.op_code != OpCode::Query {
+        return reply(ResponseCode::NotImp, Vec::new());
+    }
+    let [q] = req.queries.as_slice() else {
+        return reply(ResponseCode::FormErr, Vec::new());
+    };
+    let known = {
+        let records = shared.records.read().unwrap_or_else(|p| p.into_inner());
+        records.get(&normalize(&q.name.to_ascii())).cloned()
+    };
+    match known {
+        Some(mut ips) => {
+            let answers = if q.query_type == RecordType::A {
+                ips.shuffle(&mut rand::thread_rng());
+                ips.into_iter()
+                    .map(|ip| Record::from_rdata(q.name.clone(), TTL, RData::A(A(ip))))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            reply(ResponseCode::NoError, answers)
+        }
+        None => match forward(shared, packet, req.metadata.id).await {
+            Some(raw) => Some(raw),
+            None => reply(ResponseCode::ServFail, Vec::new()),
+        },
+    }
+}
+
+/// Sends the query to each upstream in turn; the first matching answer wins.
+async fn forward(shared: &Shared, packet: &[u8], id: u16) -> Option<Vec<u8>> {
+    let upstreams = shared
+        .upstreams
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for up in upstreams.into_iter().filter(|u| *u != shared.local) {
+        match tokio::time::timeout(UPSTREAM_TIMEOUT, ask(up, packet, id)).await {
+            Ok(Ok(raw)) => return Some(raw),
+            Ok(Err(e)) => tracing::debug!("dns {}: upstream {up}: {e}", shared.local),
+            Err(_) => tracing::debug!("dns {}: upstream {up} timed out", shared.local),
+        }
+    }
+    None
+}
+
+async fn ask(up: SocketAddr, packet: &[u8], id: u16) -> io::Result<Vec<u8>> {
+    let local: SocketAddr = if up.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let sock = UdpSocket::bind(local).await?;
+    // A connected socket reports ICMP "port unreachable" at once.
+    sock.connect(up).await?;
+    sock.send(packet).await?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).await?;
+        if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+    }
+}
