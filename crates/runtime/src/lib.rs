@@ -3,11 +3,23 @@
 //!
 //! The built-in runtime is youki's `libcontainer`; `runc` is supported behind the same
 //! interface. Everything that calls into libcontainer runs inside the single-threaded shim.
+//! The engine uses [`build_spec`] to write `config.json`, [`spawn_shim`] to create the
+//! container, and [`ShimClient`] for everything after; see [`protocol`] for the wire format.
 
+pub mod cgroup;
+pub mod client;
+pub mod protocol;
+pub mod shim;
 pub mod spec;
+pub mod types;
 
+pub use client::{spawn_shim, ShimClient, ShimError, ShimProcess};
 pub use oci_spec;
 pub use spec::{
     build_spec, cgroups_path, DeviceSpec, MountSpec, NetnsMode, SeccompMode, SpecError,
     SpecOptions, UserSpec,
+};
+pub use types::{
+    read_exit, CgroupStats, ExecConfig, ExitStatus, LogConfig, LogDriver, RuntimeKind, ShimConfig,
+    StateError,
 };

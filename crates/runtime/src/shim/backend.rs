@@ -1,0 +1,358 @@
+//! The two OCI runtimes behind one interface: libcontainer (in this process, or in a fresh
+//! `berth-shim exec-helper` process for exec) and an external `runc`.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::{signal, SigHandler, Signal};
+
+use crate::types::{RuntimeKind, ShimConfig};
+
+/// Errors from the OCI runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// libcontainer failed.
+    #[error("{op} {id}: {message}")]
+    Builtin {
+        /// the operation
+        op: &'static str,
+        /// container id
+        id: String,
+        /// libcontainer's error
+        message: String,
+    },
+    /// An external runtime command failed.
+    #[error("{binary} {op} {id}: {message}")]
+    External {
+        /// the runtime binary
+        binary: PathBuf,
+        /// the operation
+        op: &'static str,
+        /// container id
+        id: String,
+        /// its output
+        message: String,
+    },
+    /// A pid file was missing or malformed.
+    #[error("pid file {path}: {message}")]
+    PidFile {
+        /// the file
+        path: PathBuf,
+        /// what went wrong
+        message: String,
+    },
+}
+
+/// The process's stdio, when it has no terminal.
+pub struct ChildStdio {
+    /// stdin (read end of a pipe, or /dev/null)
+    pub stdin: OwnedFd,
+    /// stdout (write end of a pipe)
+    pub stdout: OwnedFd,
+    /// stderr (write end of a pipe)
+    pub stderr: OwnedFd,
+}
+
+/// A configured runtime for one container.
+pub struct Backend {
+    id: String,
+    bundle: PathBuf,
+    kind: Kind,
+}
+
+enum Kind {
+    Builtin {
+        root: PathBuf,
+    },
+    Runc {
+        binary: PathBuf,
+        root: PathBuf,
+        log: PathBuf,
+    },
+}
+
+/// Runs `f` with SIGPIPE at its default disposition, so processes cloned inside `f`
+/// do not inherit the shim's "ignore SIGPIPE".
+fn with_default_sigpipe<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: single-threaded shim; restoring the previous disposition afterwards.
+    let old = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let out = f();
+    if let Ok(old) = old {
+        // SAFETY: as above.
+        let _ = unsafe { signal(Signal::SIGPIPE, old) };
+    }
+    out
+}
+
+fn read_pid_file(path: &Path) -> Result<i32, BackendError> {
+    let err = |message: String| BackendError::PidFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    text.trim()
+        .parse()
+        .map_err(|_| err(format!("not a pid: {text:?}")))
+}
+
+impl Backend {
+    /// The runtime chosen in `cfg`; libcontainer keeps its state under `state_dir/lc`.
+    pub fn new(cfg: &ShimConfig) -> Self {
+        let kind = match &cfg.runtime {
+            RuntimeKind::Builtin => Kind::Builtin {
+                root: cfg.state_dir.join("lc"),
+            },
+            RuntimeKind::Runc { binary, root } => Kind::Runc {
+                binary: binary.clone(),
+                root: root.clone(),
+                log: cfg.state_dir.join("runc.log"),
+            },
+        };
+        Backend {
+            id: cfg.id.clone(),
+            bundle: cfg.bundle.clone(),
+            kind,
+        }
+    }
+
+    fn builtin_err(&self, op: &'static str, e: impl std::fmt::Display) -> BackendError {
+        BackendError::Builtin {
+            op,
+            id: self.id.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn load(&self, op: &'static str, root: &Path) -> Result<Container, BackendError> {
+        Container::load(root.join(&self.id)).map_err(|e| self.builtin_err(op, e))
+    }
+
+    fn runc(
+        &self,
+        op: &'static str,
+        args: &[&std::ffi::OsStr],
+        stdio: Option<ChildStdio>,
+    ) -> Result<(), BackendError> {
+        let Kind::Runc { binary, root, log } = &self.kind else {
+            return Ok(());
+        };
+        let mut cmd = Command::new(binary);
+        cmd.arg("--root").arg(root).arg("--log").arg(log).args(args);
+        match stdio {
+            Some(s) => cmd.stdin(s.stdin).stdout(s.stdout).stderr(s.stderr),
+            None => cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        };
+        let ext = |message: String| BackendError::External {
+            binary: binary.clone(),
+            op,
+            id: self.id.clone(),
+            message,
+        };
+        let out = cmd.output().map_err(|e| ext(e.to_string()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let mut message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if message.is_empty() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            message = text.lines().last().unwrap_or("").to_string();
+        }
+        Err(ext(format!("{}: {message}", out.status)))
+    }
+
+    /// Creates the container (process waiting before exec); returns its init pid.
+    pub fn create(
+        &self,
+        state_dir: &Path,
+        stdio: Option<ChildStdio>,
+        console: Option<&Path>,
+    ) -> Result<i32, BackendError> {
+        match &self.kind {
+            Kind::Builtin { root } => {
+                std::fs::create_dir_all(root).map_err(|e| self.builtin_err("create", e))?;
+                let mut b = ContainerBuilder::new(self.id.clone(), SyscallType::default())
+                    .validate_id()
+                    .and_then(|b| b.with_root_path(root))
+                    .map_err(|e| self.builtin_err("create", e))?
+                    .with_console_socket(console);
+                if let Some(s) = stdio {
+                    b = b
+                        .with_stdin(s.stdin)
+                        .with_stdout(s.stdout)
+                        .with_stderr(s.stderr);
+                }
+                let built = with_default_sigpipe(|| {
+                    b.as_init(&self.bundle)
+                        .with_systemd(false)
+                        .with_detach(true)
+                        .build()
+                });
+                let c = built.map_err(|e| self.builtin_err("create", e))?;
+                c.pid()
+                    .map(|p| p.as_raw())
+                    .ok_or_else(|| self.builtin_err("create", "no init pid recorded"))
+            }
+            Kind::Runc { .. } => {
+                let pid_file = state_dir.join("init.pid");
+                let mut args: Vec<&std::ffi::OsStr> = vec![
+                    "create".as_ref(),
+                    "--bundle".as_ref(),
+                    self.bundle.as_os_str(),
+                    "--pid-file".as_ref(),
+                    pid_file.as_os_str(),
+                ];
+                if let Some(c) = console {
+                    args.extend(["--console-socket".as_ref(), c.as_os_str()]);
+                }
+                args.push(self.id.as_ref());
+                self.runc("create", &args, stdio)?;
+                read_pid_file(&pid_file)
+            }
+        }
+    }
+
+    /// Lets the created container's process exec its program.
+    pub fn start(&self) -> Result<(), BackendError> {
+        match &self.kind {
+            Kind::Builtin { root } => self
+                .load("start", root)?
+                .start()
+                .map_err(|e| self.builtin_err("start", e)),
+            Kind::Runc { .. } => self.runc("start", &["start".as_ref(), self.id.as_ref()], None),
+        }
+    }
+
+    /// Freezes the container.
+    pub fn pause(&self) -> Result<(), BackendError> {
+        match &self.kind {
+            Kind::Builtin { root } => self
+                .load("pause", root)?
+                .pause()
+                .map_err(|e| self.builtin_err("pause", e)),
+            Kind::Runc { .. } => self.runc("pause", &["pause".as_ref(), self.id.as_ref()], None),
+        }
+    }
+
+    /// Thaws the container.
+    pub fn resume(&self) -> Result<(), BackendError> {
+        match &self.kind {
+            Kind::Builtin { root } => self
+                .load("resume", root)?
+                .resume()
+                .map_err(|e| self.builtin_err("resume", e)),
+            Kind::Runc { .. } => self.runc("resume", &["resume".as_ref(), self.id.as_ref()], None),
+        }
+    }
+
+    /// Removes the runtime's state and cgroup (after the init was reaped).
+    pub fn delete(&self) -> Result<(), BackendError> {
+        match &self.kind {
+            Kind::Builtin { root } => {
+                let r = self
+                    .load("delete", root)?
+                    .delete(true)
+                    .map_err(|e| self.builtin_err("delete", e));
+                let _ = std::fs::remove_dir_all(root.join(&self.id));
+                r
+            }
+            Kind::Runc { .. } => self.runc(
+                "delete",
+                &["delete".as_ref(), "--force".as_ref(), self.id.as_ref()],
+                None,
+            ),
+        }
+    }
+
+    /// Starts `process.json` in the running container; returns the new process's pid,
+    /// which ends up a child of this (subreaper) process.
+    pub fn exec(
+        &self,
+        shim_exe: &Path,
+        process: &Path,
+        pid_file: &Path,
+        stdio: Option<ChildStdio>,
+        console: Option<&Path>,
+    ) -> Result<i32, BackendError> {
+        let _ = std::fs::remove_file(pid_file);
+        match &self.kind {
+            Kind::Builtin { root } => {
+                let mut cmd = Command::new(shim_exe);
+                cmd.arg("exec-helper")
+                    .arg(root)
+                    .arg(&self.id)
+                    .arg(process)
+                    .arg(pid_file);
+                if let Some(c) = console {
+                    cmd.arg(c);
+                }
+                match stdio {
+                    Some(s) => cmd.stdin(s.stdin).stdout(s.stdout).stderr(s.stderr),
+                    None => cmd
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null()),
+                };
+                let status = cmd.status().map_err(|e| self.builtin_err("exec", e))?;
+                if !status.success() {
+                    let mut err_path = pid_file.as_os_str().to_owned();
+                    err_path.push(".err");
+                    let msg = std::fs::read_to_string(&err_path).unwrap_or_default();
+                    let _ = std::fs::remove_file(&err_path);
+                    return Err(self.builtin_err("exec", format!("{status}: {}", msg.trim())));
+                }
+                read_pid_file(pid_file)
+            }
+            Kind::Runc { .. } => {
+                let mut args: Vec<&std::ffi::OsStr> = vec![
+                    "exec".as_ref(),
+                    "--detach".as_ref(),
+                    "--pid-file".as_ref(),
+                    pid_file.as_os_str(),
+                    "--process".as_ref(),
+                    process.as_os_str(),
+                ];
+                if let Some(c) = console {
+                    args.extend(["--tty".as_ref(), "--console-socket".as_ref(), c.as_os_str()]);
+                }
+                args.push(self.id.as_ref());
+                self.runc("exec", &args, stdio)?;
+                read_pid_file(pid_file)
+            }
+        }
+    }
+}
+
+/// Body of `berth-shim exec-helper ROOT ID PROCESS_JSON PID_FILE [CONSOLE_SOCKET]`: joins the
+/// container with libcontainer's tenant builder from this fresh single-threaded process,
+/// writes the new pid to PID_FILE and returns (the process is reparented to the shim).
+pub fn exec_helper(
+    root: &Path,
+    id: &str,
+    process: &Path,
+    pid_file: &Path,
+    console: Option<&Path>,
+) -> Result<(), String> {
+    let built = with_default_sigpipe(|| {
+        ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(root)
+            .map(|b| {
+                b.with_console_socket(console)
+                    .as_tenant()
+                    .with_process(Some(process))
+                    .with_detach(true)
+                    .build()
+            })
+    });
+    let pid = built
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    std::fs::write(pid_file, pid.as_raw().to_string())
+        .map_err(|e| format!("{}: {e}", pid_file.display()))
+}
