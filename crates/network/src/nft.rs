@@ -6,7 +6,8 @@
 //! * base chains `forward` (isolation), `prerouting`/`output` (jump to
 //!   `publish` for local destinations), `postrouting` (masquerade);
 //! * regular chain `publish`: one DNAT rule per published port, commented
-//!   with its owner id so [`crate::Networking::unpublish`] can find it.
+//!   with its owner id and host port (see `publish_comment`) so
+//!   [`crate::Networking::unpublish`] can find it.
 
 use std::io;
 use std::process::Stdio;
@@ -204,15 +205,32 @@ pub(crate) async fn set_elements(t: &str, set: &str) -> Result<Vec<serde_json::V
         .collect())
 }
 
-/// Handles of the `publish` rules whose comment is `owner`.
-pub(crate) async fn owner_rules(t: &str, owner: &str) -> Result<Vec<u64>, NftError> {
+/// The comment that tags a `publish` rule: the owner, then the host side of
+/// the mapping, so a re-publish of the same port can replace its old rule.
+pub(crate) fn publish_comment(
+    owner: &str,
+    proto: &str,
+    host_ip: Option<std::net::Ipv4Addr>,
+    port: u16,
+) -> String {
+    match host_ip {
+        Some(ip) => format!("{owner} {proto} {ip} {port}"),
+        None => format!("{owner} {proto} * {port}"),
+    }
+}
+
+/// Handles of the `publish` rules whose comment satisfies `pred`.
+pub(crate) async fn publish_rules(
+    t: &str,
+    pred: impl Fn(&str) -> bool,
+) -> Result<Vec<u64>, NftError> {
     let Some(items) = list(t, &["chain", "ip", t, "publish"]).await? else {
         return Ok(Vec::new());
     };
     Ok(items
         .iter()
         .filter_map(|i| i.get("rule"))
-        .filter(|r| r.get("comment").and_then(|c| c.as_str()) == Some(owner))
+        .filter(|r| r.get("comment").and_then(|c| c.as_str()).is_some_and(&pred))
         .filter_map(|r| r.get("handle")?.as_u64())
         .collect())
 }

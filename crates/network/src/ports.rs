@@ -133,8 +133,9 @@ impl Networking {
         }
         let mut held = Vec::with_capacity(mappings.len());
         let mut done = Vec::with_capacity(mappings.len());
+        let mut comments = Vec::with_capacity(mappings.len());
         let t = &self.table;
-        let mut script = nft::base_script(t);
+        let mut rules = String::new();
         for m in mappings {
             let host_ip = m.host_ip.filter(|ip| !ip.is_unspecified());
             let (sock, port) = bind(
@@ -145,17 +146,27 @@ impl Networking {
             let daddr = host_ip
                 .map(|ip| format!("ip daddr {ip} "))
                 .unwrap_or_default();
-            script += &format!(
-                "add rule ip {t} publish meta l4proto {p} {daddr}th dport {port} dnat ip to {cip}:{cport} comment \"{owner}\"\n",
+            let comment = nft::publish_comment(owner, &m.proto.to_string(), host_ip, port);
+            rules += &format!(
+                "add rule ip {t} publish meta l4proto {p} {daddr}th dport {port} dnat ip to {cip}:{cport} comment \"{comment}\"\n",
                 p = m.proto,
                 cip = m.container_ip,
                 cport = m.container_port,
             );
+            comments.push(comment);
             done.push(PortMapping {
                 host_port: port,
                 ..*m
             });
         }
+        // Rules left for the same host ports by an earlier daemon run (whose
+        // reservations died with it) are replaced, not duplicated.
+        let stale = nft::publish_rules(t, |c| comments.iter().any(|x| x == c)).await?;
+        let mut script = nft::base_script(t);
+        for h in stale {
+            script += &format!("delete rule ip {t} publish handle {h}\n");
+        }
+        script += &rules;
         nft::run(t, &script).await?;
         let mut all = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
         all.entry(owner.to_string()).or_default().extend(held);
@@ -169,7 +180,9 @@ impl Networking {
         if !nft::is_safe_word(owner) {
             return Err(PortError::InvalidOwner(owner.to_string()));
         }
-        let handles = nft::owner_rules(&self.table, owner).await?;
+        let prefix = format!("{owner} ");
+        let handles =
+            nft::publish_rules(&self.table, |c| c == owner || c.starts_with(&prefix)).await?;
         if !handles.is_empty() {
             let t = &self.table;
             let script: String = handles

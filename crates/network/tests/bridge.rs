@@ -229,3 +229,53 @@ async fn cleanup_all_removes_bridges_veths_and_table() {
     berth_network::cleanup_all(&t).await.unwrap();
     berth_network::remove_netns(&a).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republish_after_restart_replaces_rules_and_udp_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let guard = Cleanup {
+        table: table(),
+        netns: vec![a.clone()],
+    };
+    let net = spec("10.231.8.0/24");
+    let ip_a = Ipv4Addr::new(10, 231, 8, 2);
+    let owner = format!("c{}", common::rand_hex(12));
+    let port = allocate_host_port(Proto::Udp).unwrap();
+    let map = PortMapping {
+        host_ip: None,
+        host_port: port,
+        container_ip: ip_a,
+        container_port: 53,
+        proto: Proto::Udp,
+    };
+    {
+        let first = Networking::new(guard.table.clone()).unwrap();
+        first.ensure_network(&net).await.unwrap();
+        create_netns(&a).unwrap();
+        first.connect(&net, &a, "eth0", ip_a, None).await.unwrap();
+        first.publish(&[map], &owner).await.unwrap();
+    } // the "daemon" goes away: reservations are released, rules stay
+    let nw = Networking::new(guard.table.clone()).unwrap();
+    nw.ensure_network(&net).await.unwrap();
+    nw.publish(&[map], &owner).await.unwrap();
+    let (_, chain) = run(&["nft", "list", "chain", "ip", &guard.table, "publish"]);
+    assert_eq!(chain.matches(&owner).count(), 1, "{chain}");
+
+    // UDP through the published port, from the host's loopback.
+    let sock = in_netns(&a, || std::net::UdpSocket::bind("0.0.0.0:53").unwrap()).unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .send_to(b"ping", SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    sock.send_to(b"pong", from).unwrap();
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"pong");
+
+    nw.unpublish(&owner).await.unwrap();
+    let (_, chain) = run(&["nft", "list", "chain", "ip", &guard.table, "publish"]);
+    assert!(!chain.contains(&owner), "{chain}");
+}
