@@ -2,6 +2,7 @@
 //! streaming and hijacked connections, and error kinds mapped to statuses. No state and no
 //! logic lives here: every handler parses, calls the [`Engine`], and shapes the answer.
 
+mod build;
 mod containers;
 mod error;
 mod exec;
@@ -10,6 +11,7 @@ mod networks;
 mod params;
 mod stream;
 mod system;
+mod system_df;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +38,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/auth", post(system::auth))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
+        .route("/system/df", get(system_df::df))
+        .route("/containers/prune", post(system_df::prune_containers))
+        .route("/images/prune", post(system_df::prune_images))
         .route("/images/create", post(images::create))
         .route("/images/json", get(images::list))
         .route("/images/*rest", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
@@ -134,7 +141,7 @@ mod tower_service_shim {
         }
     }
 
-    impl<S> tower_service::Service<Request> for MapRequest<S>
+    impl<S> tower_service::Service<hyper::Request<hyper::body::Incoming>> for MapRequest<S>
     where
         S: tower_service::Service<Request>,
     {
@@ -144,8 +151,8 @@ mod tower_service_shim {
         fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             self.inner.poll_ready(cx)
         }
-        fn call(&mut self, req: Request) -> Self::Future {
-            self.inner.call((self.f)(req))
+        fn call(&mut self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+            self.inner.call((self.f)(req.map(axum::body::Body::new)))
         }
     }
 }

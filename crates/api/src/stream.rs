@@ -73,10 +73,12 @@ pub fn hijack(
         on_done();
     });
     let mut resp = Response::new(Body::empty());
+    if upgrade_requested {
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    }
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(stream_type(tty)));
     if upgrade_requested {
-        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
     }

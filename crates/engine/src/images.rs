@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use berth_image::reference::Reference;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::db::LayerRow;
 use crate::error::{EngineError, ErrorKind, Result, ResultExt};

@@ -7,14 +7,17 @@
 
 #![recursion_limit = "256"]
 
+pub mod build_host;
 pub mod containers;
 pub mod db;
 pub mod dns;
 pub mod error;
 pub mod events;
 pub mod images;
+pub mod layer_diff;
 pub mod model;
 pub mod names;
+pub mod prune;
 pub mod networking;
 pub mod networks;
 pub mod system;
@@ -88,7 +91,6 @@ pub struct Engine {
     pub events: events::EventBus,
     pub(crate) live: containers::LiveTable,
     pub(crate) execs: Mutex<HashMap<String, containers::exec::ExecRecord>>,
-    pub(crate) pull_lock: tokio::sync::Mutex<()>,
     pub(crate) net: berth_network::Networking,
     pub(crate) dns: tokio::sync::Mutex<HashMap<String, berth_network::dns::DnsServer>>,
 }
@@ -127,7 +129,6 @@ impl Engine {
             events: events::EventBus::new(),
             live: containers::LiveTable::default(),
             execs: Mutex::new(HashMap::new()),
-            pull_lock: tokio::sync::Mutex::new(()),
             net,
             dns: tokio::sync::Mutex::new(HashMap::new()),
         });

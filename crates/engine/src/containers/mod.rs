@@ -14,6 +14,7 @@ pub mod logs;
 pub mod mounts;
 pub mod start;
 
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

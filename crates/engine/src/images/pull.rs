@@ -35,7 +35,9 @@ impl Engine {
         let fwd = progress.clone();
         let forwarder = tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                let _ = fwd.send(event_json(&ev));
+                if let Some(v) = event_json(&ev) {
+                    let _ = fwd.send(v);
+                }
             }
         });
         let pulled = berth_registry::pull_to_store(&self.registry, &self.content, &r, creds.as_ref(), tx)
@@ -124,7 +126,7 @@ fn registry_error(image: &str, e: berth_registry::RegistryError) -> EngineError 
 }
 
 /// One registry progress event as Docker's JSON progress message.
-fn event_json(ev: &PullEvent) -> Value {
+fn event_json(ev: &PullEvent) -> Option<Value> {
     let bar = |cur: u64, total: Option<u64>| -> String {
         match total {
             Some(t) if t > 0 => {
@@ -143,8 +145,10 @@ fn event_json(ev: &PullEvent) -> Value {
             _ => human(cur),
         }
     };
-    match ev {
-        PullEvent::Resolved { id } => json!({"status": "Pulling fs layer", "progressDetail": {}, "id": id}),
+    Some(match ev {
+        PullEvent::Resolved { .. } => return None,
+        PullEvent::PullingFsLayer(id) => json!({"status": "Pulling fs layer", "progressDetail": {}, "id": id}),
+        PullEvent::Verifying(id) => json!({"status": "Verifying Checksum", "progressDetail": {}, "id": id}),
         PullEvent::AlreadyExists(id) => json!({"status": "Already exists", "progressDetail": {}, "id": id}),
         PullEvent::Waiting(id) => json!({"status": "Waiting", "progressDetail": {}, "id": id}),
         PullEvent::Downloading { id, current, total } => json!({
@@ -154,9 +158,7 @@ fn event_json(ev: &PullEvent) -> Value {
             "id": id,
         }),
         PullEvent::DownloadComplete(id) => json!({"status": "Download complete", "progressDetail": {}, "id": id}),
-        #[allow(unreachable_patterns)]
-        other => json!({"status": format!("{other:?}")}),
-    }
+    })
 }
 
 fn human(n: u64) -> String {

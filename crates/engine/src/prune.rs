@@ -1,0 +1,138 @@
+//! Disk accounting and reclaiming: `system df`, `container prune`, `image prune`,
+//! `builder prune`. Garbage collection follows the references in the metadata DB.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::error::Result;
+use crate::images::ImageRecord;
+use crate::model::ContainerRecord;
+use crate::volumes::dir_size;
+use crate::Engine;
+
+impl Engine {
+    /// Removes build cache records and the snapshots only they kept alive.
+    pub fn prune_build_cache(&self) -> Result<(usize, u64)> {
+        let keys: Vec<String> = {
+            let conn = self.db.lock();
+            let mut stmt = conn.prepare("SELECT key FROM build_cache")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        let mut space = 0;
+        let mut n = 0;
+        for key in keys {
+            if let Some(chain) = key.strip_prefix("layer:") {
+                if !self.db.chain_in_use(chain)? && self.snaps.exists(chain) {
+                    space += self.snaps.usage(chain).unwrap_or(0);
+                    let _ = self.snaps.remove(chain);
+                }
+            }
+            self.db.delete("build_cache", "key", &key)?;
+            n += 1;
+        }
+        Ok((n, space))
+    }
+
+    /// `POST /containers/prune`: removes every stopped container.
+    pub async fn prune_containers(self: &Arc<Self>) -> Result<(Vec<String>, u64)> {
+        let mut removed = Vec::new();
+        let mut space = 0;
+        for c in self.db.all::<ContainerRecord>("containers")? {
+            if c.state.running || c.state.restarting {
+                continue;
+            }
+            space += self.snaps.upper_dir(&c.id).map(|p| dir_size(&p)).unwrap_or(0);
+            self.remove_container(&c.id, false, false).await?;
+            removed.push(c.id);
+        }
+        Ok((removed, space))
+    }
+
+    /// `POST /images/prune`: dangling images, or every unused one with `all`.
+    pub fn prune_images(&self, all: bool) -> Result<(Vec<Value>, u64)> {
+        let tagged: HashSet<String> = self.db.all_refs("tags")?.into_iter().map(|(_, id)| id).collect();
+        let used: HashSet<String> = self.db.all::<ContainerRecord>("containers")?.into_iter().map(|c| c.image_id).collect();
+        let mut out = Vec::new();
+        let mut space = 0;
+        for img in self.db.all::<ImageRecord>("images")? {
+            if used.contains(&img.id) || (!all && tagged.contains(&img.id)) {
+                continue;
+            }
+            for (name, id) in self.db.all_refs("tags")? {
+                if id == img.id {
+                    self.db.delete_ref("tags", &name)?;
+                    out.push(json!({"Untagged": name}));
+                }
+            }
+            space += img.size.max(0) as u64;
+            self.delete_image_data(&img)?;
+            out.push(json!({"Deleted": img.id}));
+        }
+        Ok((out, space))
+    }
+
+    /// `GET /system/df`.
+    pub fn disk_usage(&self) -> Result<Value> {
+        let containers: Vec<ContainerRecord> = self.db.all("containers")?;
+        let images = self.list_images(None, None)?;
+        let mut layers_size = 0i64;
+        let mut seen = HashSet::new();
+        for img in self.db.all::<ImageRecord>("images")? {
+            for l in self.db.image_layers(&img.id)? {
+                if seen.insert(l.chain_id.clone()) {
+                    layers_size += self.snaps.usage(&l.chain_id).unwrap_or(0) as i64;
+                }
+            }
+        }
+        let cs: Vec<Value> = containers
+            .iter()
+            .map(|c| {
+                let rw = self.snaps.upper_dir(&c.id).map(|p| dir_size(&p)).unwrap_or(0);
+                json!({
+                    "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.config.image, "ImageID": c.image_id,
+                    "Command": "", "Created": chrono::DateTime::parse_from_rfc3339(&c.created).map(|t| t.timestamp()).unwrap_or(0),
+                    "State": crate::containers::inspect::state_word(c), "Status": crate::containers::inspect::status_text(c),
+                    "SizeRw": rw, "SizeRootFs": rw, "Mounts": c.mounts, "Labels": c.config.labels,
+                })
+            })
+            .collect();
+        let used = self.volumes_in_use()?;
+        let vols: Vec<Value> = self
+            .list_volumes(None)?
+            .into_iter()
+            .map(|v| {
+                let size = dir_size(std::path::Path::new(&v.mountpoint));
+                let refs = used.get(&v.name).map(|u| u.len()).unwrap_or(0);
+                let mut j = json!(v);
+                j["UsageData"] = json!({"Size": size, "RefCount": refs});
+                j
+            })
+            .collect();
+        let mut cache = Vec::new();
+        let keys: Vec<(String, String)> = {
+            let conn = self.db.lock();
+            let mut stmt = conn.prepare("SELECT key, data FROM build_cache WHERE key LIKE 'layer:%'")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        for (key, _) in keys {
+            let chain = key.trim_start_matches("layer:");
+            let in_use = self.db.chain_in_use(chain)?;
+            cache.push(json!({
+                "ID": &chain[7..19.min(chain.len())], "Type": "regular", "Description": "build step layer",
+                "InUse": in_use, "Shared": in_use, "Size": self.snaps.usage(chain).unwrap_or(0), "UsageCount": 1,
+                "CreatedAt": crate::containers::now_rfc3339(), "LastUsedAt": null,
+            }));
+        }
+        Ok(json!({
+            "LayersSize": layers_size,
+            "Images": images,
+            "Containers": cs,
+            "Volumes": vols,
+            "BuildCache": cache,
+        }))
+    }
+}
