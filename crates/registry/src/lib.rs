@@ -1,1 +1,16 @@
-//! berth-registry (being written)
+//! A client for the OCI distribution (Docker registry v2) API: auth
+//! (anonymous, basic, bearer tokens), manifests, resumable verified blob
+//! downloads into a [`berth_content::ContentStore`], concurrent pulls with
+//! progress events, and pushes.
+
+mod auth;
+mod blob;
+mod client;
+mod error;
+mod pull;
+mod push;
+
+pub use auth::Credentials;
+pub use client::{ClientConfig, FetchedManifest, RegistryClient};
+pub use error::RegistryError;
+pub use pull::{pull_to_store, LayerDesc, PullEvent, PulledManifest};
