@@ -138,21 +138,9 @@ pub async fn build(c: &Client, a: BuildArgs) -> CmdResult {
     let path = format!("/build?{}", build_query(&a, &dockerfile));
     let reg = base64::engine::general_purpose::URL_SAFE.encode("{}");
     let headers = [("X-Registry-Config", reg)];
-    let aux = stream_progress(
-        c,
-        "POST",
-        &path,
-        &headers,
-        Some(Bytes::from(body)),
-        false,
-        a.quiet,
-    )
-    .await?;
-    if a.quiet {
-        if let Some(id) = aux.iter().rev().find_map(|x| x["ID"].as_str()) {
-            println!("{id}");
-        }
-    }
+    // with q=true the daemon's stream carries only the image ID, which is what -q prints
+    let body = Some(Bytes::from(body));
+    stream_progress(c, "POST", &path, &headers, body, false, false).await?;
     Ok(0)
 }
 

@@ -23,7 +23,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub opts: CreateOpts,
     /// IMAGE [COMMAND] [ARG...]
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+    #[arg(required = true, trailing_var_arg = true, num_args = 1..)]
     pub args: Vec<String>,
 }
 
@@ -37,7 +37,7 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub opts: CreateOpts,
     /// IMAGE [COMMAND] [ARG...]
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+    #[arg(required = true, trailing_var_arg = true, num_args = 1..)]
     pub args: Vec<String>,
 }
 
@@ -316,6 +316,29 @@ pub async fn attach(c: &Client, a: AttachArgs) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    #[command(disable_help_flag = true)]
+    struct T {
+        #[command(flatten)]
+        a: RunArgs,
+    }
+
+    #[test]
+    fn run_args_stop_at_image() {
+        use clap::Parser;
+        let t = T::try_parse_from([
+            "run", "--rm", "-it", "-e", "A=1", "-p", "80:80", "img", "sh", "-c", "x", "--rm", "-d",
+        ])
+        .unwrap();
+        assert_eq!(t.a.opts.env, vec!["A=1"]);
+        assert!(t.a.opts.rm && t.a.opts.tty && t.a.opts.interactive && !t.a.detach);
+        assert_eq!(t.a.args, vec!["img", "sh", "-c", "x", "--rm", "-d"]);
+        assert!(T::try_parse_from(["run", "--bogus", "img"]).is_err());
+        assert!(T::try_parse_from(["run", "-d"]).is_err());
+        let t = T::try_parse_from(["run", "-h", "box", "img"]).unwrap();
+        assert_eq!(t.a.opts.hostname.as_deref(), Some("box"));
+    }
 
     #[test]
     fn start_failure_codes() {

@@ -37,7 +37,7 @@ pub struct ExecArgs {
     #[arg(long)]
     pub privileged: bool,
     /// CONTAINER COMMAND [ARG...]
-    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true)]
     pub args: Vec<String>,
 }
 

@@ -360,7 +360,7 @@ pub fn format_event(e: &Value) -> String {
         .as_i64()
         .unwrap_or_else(|| e["time"].as_i64().unwrap_or(0) * 1_000_000_000);
     let t = chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.9f%:z").to_string())
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string())
         .unwrap_or_default();
     let kind = e["Type"].as_str().unwrap_or("");
     let action = e["Action"].as_str().unwrap_or("");
@@ -381,11 +381,12 @@ pub fn format_event(e: &Value) -> String {
 /// `berth events`.
 pub async fn events(c: &Client, a: EventsArgs) -> CmdResult {
     let mut q = Vec::new();
+    let now = chrono::Utc::now().timestamp();
     if let Some(s) = a.since {
-        q.push(("since", s));
+        q.push(("since", crate::cmd::logs::time_arg(&s, now)));
     }
     if let Some(u) = a.until {
-        q.push(("until", u));
+        q.push(("until", crate::cmd::logs::time_arg(&u, now)));
     }
     if !a.filter.is_empty() {
         q.push(("filters", filters_json(&a.filter)));
@@ -520,7 +521,7 @@ mod tests {
         let e = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc", "Attributes": {"name": "x", "image": "busybox"}}, "timeNano": 1_700_000_000_000_000_001i64});
         assert_eq!(
             format_event(&e),
-            "2023-11-14T22:13:20.000000001+00:00 container start abc (image=busybox, name=x)"
+            "2023-11-14T22:13:20.000000001Z container start abc (image=busybox, name=x)"
         );
     }
 }
