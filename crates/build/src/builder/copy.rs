@@ -103,7 +103,7 @@ fn resolve_src(root: &Path, rel: &str, in_context: bool) -> Result<PathBuf, Stri
     }
 }
 
-fn hash_tree(h: &mut Sha256, path: &Path, rel: &str) -> std::io::Result<()> {
+pub(crate) fn hash_tree(h: &mut Sha256, path: &Path, rel: &str) -> std::io::Result<()> {
     let m = fs::symlink_metadata(path)?;
     h.update(
         format!(
@@ -226,8 +226,11 @@ pub(crate) async fn copy_step(
     let name = if add { "ADD" } else { "COPY" };
     let fail = |message: String| BuildError::Copy { line, message };
     let dest_raw = run.expand(state, &c.dest, line)?;
-    let dest_abs = abs_in_workdir(state, &dest_raw);
     let dest_is_dir_hint = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
+    let mut dest_abs = super::dispatch::clean_abs(&abs_in_workdir(state, &dest_raw));
+    if dest_is_dir_hint && !dest_abs.ends_with('/') {
+        dest_abs.push('/');
+    }
     let chown = c
         .chown
         .as_deref()
@@ -259,7 +262,7 @@ pub(crate) async fn copy_step(
     let staging = tempfile::tempdir().map_err(|e| fail(format!("creating staging dir: {e}")))?;
     let mut view: Option<WorkRoot> = None;
     if let Some(f) = &from {
-        view = Some(run::view_of(run, stage, f, line).await?);
+        view = Some(run::view_of(run, stage, f, line).await?.0);
     }
     let result = async {
         let (root, in_context) = match &view {
@@ -267,7 +270,6 @@ pub(crate) async fn copy_step(
             None => (run.context.to_path_buf(), true),
         };
         let mut srcs = Vec::new();
-        let mut wildcard = false;
         for raw in &c.sources {
             if let Some(hname) = raw.strip_prefix("<<") {
                 let hname = hname.trim_start_matches('-').trim_matches(['"', '\'']);
@@ -291,7 +293,6 @@ pub(crate) async fn copy_step(
                 continue;
             }
             let matches = if has_wildcard(&s) {
-                wildcard = true;
                 glob(&root, &s).map_err(fail)?
             } else {
                 vec![s.clone()]
@@ -309,7 +310,7 @@ pub(crate) async fn copy_step(
                 srcs.push(Src { path, name: base, remote: false });
             }
         }
-        if (srcs.len() > 1 || wildcard && srcs.len() > 1) && !dest_is_dir_hint {
+        if srcs.len() > 1 && !dest_is_dir_hint {
             return Err(fail(format!("When using {name} with more than one source file, the destination must be a directory and end with a /")));
         }
         // Content hash of the sources, for the cache key and the history entry.

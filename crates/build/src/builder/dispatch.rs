@@ -116,12 +116,10 @@ fn port_keys(word: &str, line: usize) -> Result<Vec<String>, BuildError> {
 
 /// Lexically cleans an absolute path.
 pub(crate) fn clean_abs(p: &str) -> String {
-    format!(
-        "/{}",
-        crate::context::ignore::clean(p)
-            .trim_start_matches('.')
-            .trim_start_matches('/')
-    )
+    match crate::context::ignore::clean(p).as_str() {
+        "." => "/".to_string(),
+        c => format!("/{c}"),
+    }
 }
 
 /// Joins `p` to the working directory unless it is absolute.

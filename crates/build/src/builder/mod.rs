@@ -60,7 +60,7 @@ pub enum BuildEvent {
     Cached,
     /// Short (12 hex) id of the state after a step (` ---> abc123def456`).
     Id(String),
-    /// A warning such as unused build args.
+    /// A warning such as unused build args, without Docker's `[Warning] ` prefix.
     Warning(String),
 }
 
@@ -321,7 +321,7 @@ async fn finish(run: &mut Run<'_>, state: &mut StageState) -> Result<BuildResult
         unused.sort();
         let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
         run.emit(BuildEvent::Warning(format!(
-            "[Warning] One or more build-args [{}] were not consumed",
+            "One or more build-args [{}] were not consumed",
             names.join(" ")
         )));
     }

@@ -1,5 +1,7 @@
 //! RUN steps.
 
+use sha2::Digest;
+
 use super::dispatch::commit_layer;
 use super::{stages, BuildError, BuildEvent, Run, StageState};
 use crate::host::{CacheSharing, RunMount, RunSpec, WorkRoot};
@@ -43,7 +45,7 @@ pub(crate) async fn view_of(
     stage: usize,
     name: &str,
     line: usize,
-) -> Result<WorkRoot, BuildError> {
+) -> Result<(WorkRoot, Option<String>), BuildError> {
     let layer = match stages::stage_ref(run.df, name, stage).and_then(|i| run.stage_results.get(&i))
     {
         Some(s) => s.top_layer.clone(),
@@ -56,10 +58,12 @@ pub(crate) async fn view_of(
             base.top_layer
         }
     };
-    run.host
+    let work = run
+        .host
         .prepare_rootfs(layer.as_deref())
         .await
-        .map_err(|source| BuildError::Host { line, source })
+        .map_err(|source| BuildError::Host { line, source })?;
+    Ok((work, layer))
 }
 
 async fn resolve_mounts(
@@ -146,7 +150,7 @@ async fn resolve_one(
             let (path, readonly, label) = match from {
                 Some(f) => {
                     let f = run.expand(state, f, line)?;
-                    let view = view_of(run, stage, &f, line).await?;
+                    let (view, layer) = view_of(run, stage, &f, line).await?;
                     let path = safe_path::scoped_join(&view.rootfs, &src).map_err(|e| {
                         BuildError::Copy {
                             line,
@@ -154,7 +158,11 @@ async fn resolve_one(
                         }
                     })?;
                     m.views.push(view);
-                    (path, !readwrite, format!("{f}:{src}"))
+                    (
+                        path,
+                        !readwrite,
+                        format!("{f}@{}:{src}", layer.unwrap_or_default()),
+                    )
                 }
                 None => {
                     let path = crate::context::resolve(run.context, &src).map_err(|e| {
@@ -164,7 +172,16 @@ async fn resolve_one(
                         }
                     })?;
                     // The context is shared by later steps: never let a step write into it.
-                    (path, true, format!("context:{src}"))
+                    let mut h = sha2::Sha256::new();
+                    super::copy::hash_tree(&mut h, &path, "").map_err(|e| BuildError::Copy {
+                        line,
+                        message: format!("hashing bind source {src}: {e}"),
+                    })?;
+                    (
+                        path,
+                        true,
+                        format!("context:{src}@{}", hex::encode(h.finalize())),
+                    )
                 }
             };
             if !path.exists() {

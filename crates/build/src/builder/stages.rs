@@ -146,7 +146,12 @@ pub(crate) async fn build_stage(run: &mut Run<'_>, index: usize) -> Result<Stage
     let df = run.df;
     let stage = &df.stages[index];
     run.next_step(&stage.original);
-    let globals = run.global_args.clone();
+    let mut globals = run.global_args.clone();
+    for name in AUTO_ARGS {
+        if !globals.contains_key(*name) {
+            globals.insert(name.to_string(), auto_arg(run, name));
+        }
+    }
     let lookup = move |k: &str| globals.get(k).cloned().flatten();
     let expand = |raw: &str| {
         crate::parser::expand::expand_word(raw, run.escape, &lookup).map_err(|source| {

@@ -11,6 +11,8 @@ pub mod lexer;
 mod words;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
 
 pub use lexer::{Directives, Heredoc};

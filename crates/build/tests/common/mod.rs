@@ -366,3 +366,57 @@ impl BuildHost for TestHost {
         Ok(())
     }
 }
+
+// Helpers shared by the builder tests.
+
+use berth_build::{BuildError, BuildEvent, BuildOptions, Builder};
+use std::sync::Arc;
+
+pub struct Env {
+    _dir: tempfile::TempDir,
+    pub host: Arc<TestHost>,
+    pub ctx: std::path::PathBuf,
+}
+
+pub fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(TestHost::new(&dir.path().join("host")));
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    Env {
+        _dir: dir,
+        host,
+        ctx,
+    }
+}
+
+pub fn write(ctx: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let p = ctx.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+}
+
+pub async fn build(
+    e: &Env,
+    opts: BuildOptions,
+) -> (
+    Result<berth_build::BuildResult, BuildError>,
+    Vec<BuildEvent>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let r = Builder::new(e.host.clone()).build(&e.ctx, opts, tx).await;
+    let mut evs = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        evs.push(ev);
+    }
+    (r, evs)
+}
+
+pub fn tagged(tag: &str) -> BuildOptions {
+    BuildOptions {
+        tags: vec![tag.into()],
+        ..Default::default()
+    }
+}
