@@ -1,7 +1,7 @@
 //! The embedded DNS server of user networks.
 //!
 //! One [`DnsServer`] per user network listens on the network's gateway
-//! address, port 53 (UDP). It answers A queries for the names the engine sets
+//! address, port 53 (UDP and TCP). It answers A queries for the names the engine sets
 //! (container names, aliases, service names: every address of a name, in a
 //! random order) and forwards every other query, as is, to the host's
 //! upstream resolvers, answering SERVFAIL when none of them answers.
@@ -16,7 +16,8 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use rand::seq::SliceRandom;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
 use crate::files::ResolvConf;
@@ -50,7 +51,7 @@ struct Shared {
 /// A running DNS responder; it stops when dropped.
 pub struct DnsServer {
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    tasks: [JoinHandle<()>; 2],
 }
 
 /// Lower-case, without the trailing dot: the key records are stored under.
@@ -59,7 +60,7 @@ fn normalize(name: &str) -> String {
 }
 
 impl DnsServer {
-    /// Binds `addr` (UDP) and serves, forwarding unknown names to the host's
+    /// Binds `addr` (UDP and TCP) and serves, forwarding unknown names to the host's
     /// resolvers from `/etc/resolv.conf` (port 53). Must be called inside a
     /// tokio runtime.
     pub async fn bind(addr: SocketAddr) -> Result<Self, DnsError> {
@@ -80,19 +81,18 @@ impl DnsServer {
         addr: SocketAddr,
         upstreams: Vec<SocketAddr>,
     ) -> Result<Self, DnsError> {
-        let sock = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| DnsError::Bind { addr, source })?;
-        let local = sock
-            .local_addr()
-            .map_err(|source| DnsError::Bind { addr, source })?;
+        let (sock, tcp, local) = bind_pair(addr).await?;
         let shared = Arc::new(Shared {
             local,
             records: RwLock::new(HashMap::new()),
             upstreams: RwLock::new(upstreams),
         });
-        let task = tokio::spawn(serve(Arc::new(sock), shared.clone()));
-        Ok(Self { shared, task })
+        let udp_task = tokio::spawn(serve_udp(Arc::new(sock), shared.clone()));
+        let tcp_task = tokio::spawn(serve_tcp(tcp, shared.clone()));
+        Ok(Self {
+            shared,
+            tasks: [udp_task, tcp_task],
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -128,11 +128,39 @@ impl DnsServer {
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
-async fn serve(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+/// Binds UDP and TCP on the same address. With port 0 the UDP port is picked
+/// by the kernel and TCP follows it; a few attempts cover the rare case of
+/// that TCP port being taken.
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), DnsError> {
+    let mut attempts = if addr.port() == 0 { 8 } else { 1 };
+    loop {
+        attempts -= 1;
+        let sock = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        let local = sock
+            .local_addr()
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((sock, tcp, local)),
+            Err(e) if attempts > 0 && e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(source) => {
+                return Err(DnsError::Bind {
+                    addr: local,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+async fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
@@ -145,7 +173,7 @@ async fn serve(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         let query = buf[..n].to_vec();
         let (sock, shared) = (sock.clone(), shared.clone());
         tokio::spawn(async move {
-            if let Some(reply) = answer(&shared, &query).await {
+            if let Some(reply) = answer(&shared, &query, true).await {
                 if let Err(e) = sock.send_to(&reply, peer).await {
                     tracing::debug!("dns {}: reply to {peer} failed: {e}", shared.local);
                 }
@@ -154,19 +182,66 @@ async fn serve(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     }
 }
 
+async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_tcp_conn(stream, shared.clone()));
+            }
+            Err(e) => tracing::debug!("dns {}: accept failed: {e}", shared.local),
+        }
+    }
+}
+
+/// Serves length-prefixed queries on one TCP connection until it closes.
+async fn serve_tcp_conn(mut stream: TcpStream, shared: Arc<Shared>) {
+    loop {
+        let Ok(len) = stream.read_u16().await else {
+            return;
+        };
+        let mut query = vec![0u8; usize::from(len)];
+        if stream.read_exact(&mut query).await.is_err() {
+            return;
+        }
+        let Some(reply) = answer(&shared, &query, false).await else {
+            return;
+        };
+        let Ok(len) = u16::try_from(reply.len()) else {
+            return;
+        };
+        if stream.write_u16(len).await.is_err() || stream.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The reply to one query packet, or `None` for packets that are not queries.
-async fn answer(shared: &Shared, packet: &[u8]) -> Option<Vec<u8>> {
+/// Over UDP (`udp`), a local answer larger than the client accepts (512
+/// bytes, or its EDNS payload size) is replaced by an empty truncated one so
+/// the client retries over TCP.
+async fn answer(shared: &Shared, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
     let req = Message::from_vec(packet).ok()?;
     if req.metadata.message_type != MessageType::Query {
         return None;
     }
+    let limit = if udp {
+        req.edns
+            .as_ref()
+            .map_or(512, |e| usize::from(e.max_payload()).max(512))
+    } else {
+        usize::MAX
+    };
     let reply = |code: ResponseCode, answers: Vec<Record>| {
         let mut m = Message::error_msg(req.metadata.id, req.metadata.op_code, code);
         m.metadata.recursion_desired = req.metadata.recursion_desired;
         m.metadata.recursion_available = true;
         m.queries = req.queries.clone();
         m.answers = answers;
-        m.to_vec().ok()
+        let bytes = m.to_vec().ok()?;
+        if bytes.len() > limit {
+            return m.truncate().to_vec().ok();
+        }
+        Some(bytes)
     };
     if req.metadata.op_code != OpCode::Query {
         return reply(ResponseCode::NotImp, Vec::new());

@@ -87,6 +87,51 @@ async fn answers_records_and_forwards_the_rest() {
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
 }
 
+/// Sends one query over TCP (2-byte length prefix) and parses the reply.
+fn query_tcp(server: SocketAddr, name: &str) -> Message {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server).unwrap();
+    let mut msg = Message::query();
+    msg.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+    let bytes = msg.to_vec().unwrap();
+    s.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
+    s.write_all(&bytes).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    Message::from_vec(&buf).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_replicas_truncate_over_udp_and_fit_over_tcp() {
+    let server = DnsServer::bind_with_upstreams("127.0.0.1:0".parse().unwrap(), vec![])
+        .await
+        .unwrap();
+    let many: Vec<Ipv4Addr> = (2..102).map(|i| Ipv4Addr::new(10, 2, 0, i)).collect();
+    server.set_records(HashMap::from([("svc".to_string(), many.clone())]));
+    let at = server.local_addr();
+    let r = blocking(move || query(at, "svc", RecordType::A)).await;
+    assert!(
+        r.metadata.truncation,
+        "a 100-address answer must not fit 512 bytes"
+    );
+    assert!(r.answers.is_empty());
+    let r = blocking(move || query_tcp(at, "svc")).await;
+    assert!(!r.metadata.truncation);
+    assert_eq!(addrs(&r), many.iter().copied().collect());
+    // Replicas come back shuffled: two answers of 100 addresses in the same
+    // order would be a 1-in-100! event.
+    let order = |m: &Message| {
+        m.answers
+            .iter()
+            .map(|a| format!("{:?}", a.data))
+            .collect::<Vec<_>>()
+    };
+    let again = blocking(move || query_tcp(at, "svc")).await;
+    assert_ne!(order(&r), order(&again));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_gives_servfail() {
     // A bound-then-dropped port on loopback: nothing listens there, and the
