@@ -67,7 +67,7 @@ fn random_inputs_never_panic() {
         seed ^= seed << 17;
         seed
     };
-    let lookup = |k: &str| (k.len() % 2 == 0).then(|| format!("v{k}"));
+    let lookup = |k: &str| k.len().is_multiple_of(2).then(|| format!("v{k}"));
     for _ in 0..20_000 {
         let n = (next() % 24) as usize;
         let mut s = String::new();
