@@ -32,14 +32,37 @@ pub fn free_port() -> u16 {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// Starts a registry requiring HTTP basic auth for `user`/`pass`.
+    pub fn start_with_basic_auth(user: &str, pass: &str) -> Registry {
+        Registry::start_with(Some((user, pass)))
+    }
+
+    fn start_with(basic: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
+        let mut auth = String::new();
+        if let Some((user, pass)) = basic {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .expect("htpasswd (apache2-utils)");
+            assert!(out.status.success());
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).unwrap();
+            auth = format!(
+                "auth:\n  htpasswd: {{realm: test, path: {}}}\n",
+                file.display()
+            );
+        }
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("config.yml");
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {addr}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -63,7 +86,9 @@ impl Registry {
                 use std::io::{Read, Write};
                 let _ = write!(s, "GET /v2/ HTTP/1.0\r\nHost: x\r\n\r\n");
                 let mut buf = [0u8; 12];
-                if s.read_exact(&mut buf).is_ok() && buf.ends_with(b"200") {
+                if s.read_exact(&mut buf).is_ok()
+                    && (buf.ends_with(b"200") || buf.ends_with(b"401"))
+                {
                     break;
                 }
             }
@@ -125,8 +150,17 @@ pub fn make_busybox_layout(dir: &Path) -> PathBuf {
 /// Pushes `layout`'s `1` tag to `dest` (e.g. "127.0.0.1:5000/busybox:1");
 /// `format` is skopeo's `--format` ("oci" or "v2s2").
 pub fn skopeo_push(layout: &Path, dest: &str, format: &str) {
-    run(Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false", "--format", format])
+    skopeo_push_as(layout, dest, format, None)
+}
+
+/// Like [`skopeo_push`], with `user:pass` credentials.
+pub fn skopeo_push_as(layout: &Path, dest: &str, format: &str, creds: Option<&str>) {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["copy", "--dest-tls-verify=false", "--format", format]);
+    if let Some(c) = creds {
+        cmd.arg(format!("--dest-creds={c}"));
+    }
+    run(cmd
         .arg(format!("oci:{}:1", layout.display()))
         .arg(format!("docker://{dest}")));
 }
