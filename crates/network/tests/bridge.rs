@@ -128,7 +128,9 @@ fn serve_once(listener: TcpListener) -> std::thread::JoinHandle<std::net::Socket
 }
 
 fn read_all(addr: SocketAddrV4) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
+    // The timeout only turns a broken set-up into a failure instead of a hang.
+    let mut s =
+        TcpStream::connect_timeout(&addr.into(), std::time::Duration::from_secs(10)).unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
     buf
@@ -278,4 +280,89 @@ async fn republish_after_restart_replaces_rules_and_udp_works() {
     nw.unpublish(&owner).await.unwrap();
     let (_, chain) = run(&["nft", "list", "chain", "ip", &guard.table, "publish"]);
     assert!(!chain.contains(&owner), "{chain}");
+}
+
+/// A namespace reachable from the host through a plain veth (not a berth
+/// bridge) that has no route back to container subnets: replies reach a
+/// container only if its traffic was masqueraded.
+struct Outside {
+    host_if: String,
+}
+
+impl Outside {
+    fn new(ns: &std::path::Path, host_cidr: &str, peer_cidr: &str) -> Self {
+        create_netns(ns).unwrap();
+        let host_if = format!("vo{}", common::rand_hex(8));
+        let peer_tmp = format!("vp{}", common::rand_hex(8));
+        let ns_s = ns.display().to_string();
+        let net = format!("--net={ns_s}");
+        for cmd in [
+            vec![
+                "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &peer_tmp,
+            ],
+            vec!["ip", "link", "set", &peer_tmp, "netns", &ns_s],
+            vec!["ip", "addr", "add", host_cidr, "dev", &host_if],
+            vec!["ip", "link", "set", &host_if, "up"],
+            vec![
+                "nsenter", &net, "ip", "addr", "add", peer_cidr, "dev", &peer_tmp,
+            ],
+            vec!["nsenter", &net, "ip", "link", "set", &peer_tmp, "up"],
+        ] {
+            let (ok, out) = run(&cmd);
+            assert!(ok, "{cmd:?}: {out}");
+        }
+        Self { host_if }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "link", "del", &self.host_if]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_traffic_is_masqueraded_and_internal_stays_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, c, o) = (
+        dir.path().join("a"),
+        dir.path().join("c"),
+        dir.path().join("o"),
+    );
+    let guard = Cleanup {
+        table: table(),
+        netns: vec![a.clone(), c.clone(), o.clone()],
+    };
+    let _outside = Outside::new(&o, "10.232.9.1/30", "10.232.9.2/30");
+    let net = spec("10.231.9.0/24");
+    let mut internal = spec("10.231.10.0/24");
+    internal.internal = true;
+    let nw = Networking::new(guard.table.clone()).unwrap();
+    nw.ensure_network(&net).await.unwrap();
+    nw.ensure_network(&internal).await.unwrap();
+    create_netns(&a).unwrap();
+    create_netns(&c).unwrap();
+    nw.connect(&net, &a, "eth0", Ipv4Addr::new(10, 231, 9, 2), None)
+        .await
+        .unwrap();
+    nw.connect(&internal, &c, "eth0", Ipv4Addr::new(10, 231, 10, 2), None)
+        .await
+        .unwrap();
+
+    let listener = in_netns(&o, || TcpListener::bind("10.232.9.2:8000").unwrap()).unwrap();
+    let server = serve_once(listener.try_clone().unwrap());
+    let text = in_netns(&a, || {
+        read_all(SocketAddrV4::new(Ipv4Addr::new(10, 232, 9, 2), 8000))
+    })
+    .unwrap();
+    assert_eq!(text, "hello");
+    let peer = server.join().unwrap();
+    assert_eq!(peer.ip().to_string(), "10.232.9.1", "not masqueraded");
+
+    // The internal network has no route out at all.
+    let err = in_netns(&c, || {
+        TcpStream::connect(SocketAddrV4::new(Ipv4Addr::new(10, 232, 9, 2), 8000)).unwrap_err()
+    })
+    .unwrap();
+    assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH), "{err}");
 }
