@@ -35,6 +35,13 @@ EOF
         ],
     );
     std::os::unix::fs::symlink("a", e.ctx.join("dir/link")).unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(e.ctx.join("dir/a"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     let (r, _) = build(&e, tagged("cp:1")).await;
     r.unwrap();
     let (img, root) = e.host.image_by_tag("cp:1");
@@ -44,6 +51,14 @@ EOF
     assert_eq!(read("texts/b.txt"), "B");
     assert!(!root.join("texts/c.md").exists());
     assert_eq!(read("d/a"), "x", "a directory source copies its contents");
+    assert_eq!(
+        std::fs::metadata(root.join("d/a"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        old,
+        "COPY keeps mtimes"
+    );
     assert_eq!(read("d/sub/b"), "y");
     assert_eq!(
         std::fs::read_link(root.join("d/link")).unwrap(),

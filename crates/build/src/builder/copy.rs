@@ -152,6 +152,12 @@ fn set_owner_mode(
     Ok(())
 }
 
+/// Gives `target` the modification time of the source (like Docker's COPY does).
+fn keep_times(target: &Path, src: &fs::Metadata) -> std::io::Result<()> {
+    let mtime = filetime::FileTime::from_last_modification_time(src);
+    filetime::set_symlink_file_times(target, mtime, mtime)
+}
+
 /// Copies `src` to the absolute path `dest` in `root` (the parent must exist).
 fn copy_entry(
     src: &Path,
@@ -190,6 +196,7 @@ fn copy_entry(
                 chmod,
             )?;
         }
+        keep_times(&target, &m)?;
         return Ok(());
     }
     if let Some(e) = existing {
@@ -202,14 +209,95 @@ fn copy_entry(
     }
     if m.file_type().is_symlink() {
         std::os::unix::fs::symlink(fs::read_link(src)?, &target)?;
-        set_owner_mode(&target, owner, None, true)
+        set_owner_mode(&target, owner, None, true)?;
+        keep_times(&target, &m)
     } else if m.is_file() {
         fs::copy(src, &target)?;
         fs::set_permissions(&target, fs::Permissions::from_mode(m.mode() & 0o7777))?;
-        set_owner_mode(&target, owner, chmod, false)
+        set_owner_mode(&target, owner, chmod, false)?;
+        keep_times(&target, &m)
     } else {
         Ok(()) // sockets, fifos and devices are not copied
     }
+}
+
+fn hash_sources(srcs: &[Src]) -> Result<String, String> {
+    let mut h = Sha256::new();
+    for s in srcs {
+        h.update(format!("{}\0", s.name).as_bytes());
+        hash_tree(&mut h, &s.path, "").map_err(|e| format!("hashing {}: {e}", s.path.display()))?;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Everything [`place`] needs, owned so it can run on a blocking thread.
+struct Placement {
+    srcs: Vec<Src>,
+    rootfs: PathBuf,
+    dest_abs: String,
+    dest_is_dir_hint: bool,
+    chown: Option<String>,
+    chmod: Option<u32>,
+    add: bool,
+}
+
+/// Writes the sources into the rootfs: archives unpacked (ADD), directories by content,
+/// files under their name in a directory destination or as the destination itself.
+fn place(job: Placement) -> Result<(), String> {
+    let Placement {
+        srcs,
+        rootfs,
+        dest_abs,
+        dest_is_dir_hint,
+        chown,
+        chmod,
+        add,
+    } = job;
+    let owner = match &chown {
+        Some(spec) => users::resolve_chown(&rootfs, spec)?,
+        None => (0, 0),
+    };
+    let dest_path =
+        safe_path::scoped_join(&rootfs, &dest_abs).map_err(|e| format!("{dest_abs}: {e}"))?;
+    let dest_is_dir = dest_is_dir_hint
+        || fs::metadata(&dest_path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+    for s in &srcs {
+        let is_dir = fs::metadata(&s.path).map(|m| m.is_dir()).unwrap_or(false);
+        let kind = if add && !s.remote && !is_dir {
+            archive::detect(&s.path)
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            let d = mkdir_in_root(&rootfs, &dest_abs).map_err(|e| format!("{dest_abs}: {e}"))?;
+            archive::unpack(&s.path, kind, &d).map_err(|e| format!("unpacking {}: {e}", s.name))?;
+        } else if is_dir {
+            mkdir_in_root(&rootfs, &dest_abs).map_err(|e| format!("{dest_abs}: {e}"))?;
+            let mut names: Vec<_> = fs::read_dir(&s.path)
+                .map_err(|e| format!("{}: {e}", s.name))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect();
+            names.sort();
+            for n in names {
+                let to = format!("{}/{}", dest_abs.trim_end_matches('/'), n.to_string_lossy());
+                copy_entry(&s.path.join(&n), &rootfs, &to, owner, chmod)
+                    .map_err(|e| format!("copying {} to {to}: {e}", s.name))?;
+            }
+        } else {
+            let to = if dest_is_dir {
+                format!("{}/{}", dest_abs.trim_end_matches('/'), s.name)
+            } else {
+                dest_abs.clone()
+            };
+            // A single source file was resolved through symlinks already: its content is copied.
+            copy_entry(&s.path, &rootfs, &to, owner, chmod)
+                .map_err(|e| format!("copying {} to {to}: {e}", s.name))?;
+        }
+    }
+    Ok(())
 }
 
 /// Executes COPY or ADD.
@@ -314,12 +402,13 @@ pub(crate) async fn copy_step(
             return Err(fail(format!("When using {name} with more than one source file, the destination must be a directory and end with a /")));
         }
         // Content hash of the sources, for the cache key and the history entry.
-        let mut h = Sha256::new();
-        for s in &srcs {
-            h.update(format!("{}\0", s.name).as_bytes());
-            hash_tree(&mut h, &s.path, "").map_err(|e| fail(format!("hashing {}: {e}", s.path.display())))?;
-        }
-        let sum = hex::encode(h.finalize());
+        let (srcs, sum) = tokio::task::spawn_blocking(move || {
+            let sum = hash_sources(&srcs);
+            (srcs, sum)
+        })
+        .await
+        .map_err(|e| fail(format!("hashing task: {e}")))?;
+        let sum = sum.map_err(fail)?;
         let kind = match srcs.as_slice() {
             [one] if one.path.is_dir() => "dir",
             [_] => "file",
@@ -331,35 +420,11 @@ pub(crate) async fn copy_step(
             return Ok(());
         }
         let work = run.host.prepare_rootfs(state.top_layer.as_deref()).await.map_err(|source| BuildError::Host { line, source })?;
-        let copied = (|| -> Result<(), String> {
-            let owner = match &chown {
-                Some(spec) => users::resolve_chown(&work.rootfs, spec)?,
-                None => (0, 0),
-            };
-            let dest_path = safe_path::scoped_join(&work.rootfs, &dest_abs).map_err(|e| format!("{dest_abs}: {e}"))?;
-            let dest_is_dir = dest_is_dir_hint || fs::metadata(&dest_path).map(|m| m.is_dir()).unwrap_or(false);
-            for s in &srcs {
-                let is_dir = fs::metadata(&s.path).map(|m| m.is_dir()).unwrap_or(false);
-                let kind = if add && !s.remote && !is_dir { archive::detect(&s.path) } else { None };
-                if let Some(kind) = kind {
-                    let d = mkdir_in_root(&work.rootfs, &dest_abs).map_err(|e| format!("{dest_abs}: {e}"))?;
-                    archive::unpack(&s.path, kind, &d).map_err(|e| format!("unpacking {}: {e}", s.name))?;
-                } else if is_dir {
-                    mkdir_in_root(&work.rootfs, &dest_abs).map_err(|e| format!("{dest_abs}: {e}"))?;
-                    let mut names: Vec<_> = fs::read_dir(&s.path).map_err(|e| format!("{}: {e}", s.name))?.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
-                    names.sort();
-                    for n in names {
-                        let to = format!("{}/{}", dest_abs.trim_end_matches('/'), n.to_string_lossy());
-                        copy_entry(&s.path.join(&n), &work.rootfs, &to, owner, chmod).map_err(|e| format!("copying {} to {to}: {e}", s.name))?;
-                    }
-                } else {
-                    let to = if dest_is_dir { format!("{}/{}", dest_abs.trim_end_matches('/'), s.name) } else { dest_abs.clone() };
-                    // A single file follows a symlink source (already resolved) and copies content.
-                    copy_entry(&s.path, &work.rootfs, &to, owner, chmod).map_err(|e| format!("copying {} to {to}: {e}", s.name))?;
-                }
-            }
-            Ok(())
-        })();
+        let job = Placement { srcs, rootfs: work.rootfs.clone(), dest_abs: dest_abs.clone(), dest_is_dir_hint, chown: chown.clone(), chmod, add };
+        let copied = match tokio::task::spawn_blocking(move || place(job)).await {
+            Ok(r) => r,
+            Err(e) => Err(format!("copy task: {e}")),
+        };
         if let Err(e) = copied {
             let _ = run.host.discard(work).await;
             return Err(fail(e));
