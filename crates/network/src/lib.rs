@@ -32,9 +32,12 @@ mod nft;
 pub mod ports;
 mod setup;
 
-pub use dns::DnsServer;
-pub use files::{container_resolv_conf, host_nameservers, hosts_file, resolv_conf, ResolvConf};
-pub use ipam::{default_subnet_for, overlaps, Ipam, Ipv4Net};
-pub use netns::{create_netns, remove_netns};
-pub use ports::{allocate_host_port, PortMapping, Proto};
-pub use setup::{cleanup_all, Endpoint, NetworkError, NetworkSpec, Networking};
+pub use dns::{DnsError, DnsServer};
+pub use files::{
+    container_resolv_conf, host_nameservers, hosts_file, resolv_conf, FilesError, ResolvConf,
+};
+pub use ipam::{default_subnet_for, free_subnet, host_routes, overlaps, Ipam, IpamError, Ipv4Net};
+pub use netns::{create_netns, in_netns, remove_netns, NetnsError};
+pub use nft::NftError;
+pub use ports::{allocate_host_port, PortError, PortMapping, Proto};
+pub use setup::{cleanup_all, mac_for, Endpoint, NetworkError, NetworkSpec, Networking};

@@ -10,6 +10,10 @@ use common::run;
 fn create_has_lo_up_and_remove_cleans() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ns").join("one");
+    let _guard = common::Cleanup {
+        table: common::table(),
+        netns: vec![path.clone()],
+    };
     create_netns(&path).unwrap();
     let net = format!("--net={}", path.display());
     let (ok, out) = run(&["nsenter", &net, "ip", "-o", "link", "show", "lo"]);
@@ -36,6 +40,10 @@ async fn create_from_multithreaded_runtime() {
     let host = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let paths: Vec<_> = (0..8).map(|i| dir.path().join(format!("ns{i}"))).collect();
+    let _guard = common::Cleanup {
+        table: common::table(),
+        netns: paths.clone(),
+    };
     let tasks: Vec<_> = paths
         .iter()
         .cloned()
