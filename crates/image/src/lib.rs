@@ -2,12 +2,14 @@
 //! applying layers into snapshots.
 
 pub mod config;
+pub mod diff;
 pub mod layer;
 pub mod manifest;
 pub mod reference;
 pub mod unpack;
 
 pub use config::ImageConfig;
+pub use diff::write_layer;
 pub use layer::{apply_layer, chain_id, chain_ids, AppliedLayer, LayerError};
 pub use manifest::{
     choose_platform, parse_manifest, Descriptor, ImageIndex, ImageManifest, Manifest, Platform,
