@@ -417,3 +417,42 @@ async fn quiet_sends_nothing_but_warnings() {
         )]
     );
 }
+
+#[tokio::test]
+async fn from_tar_context_to_image() {
+    let e = env();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("Dockerfile", &b"FROM busybox\nCOPY . /ctx/\n"[..]),
+        (".dockerignore", b"*.secret\n"),
+        ("keep", b"k"),
+        ("x.secret", b"s"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let ctx = berth_build::BuildContext::from_tar(&b.into_inner().unwrap()[..], "", None).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = BuildOptions {
+        dockerfile: ctx.dockerfile().to_string(),
+        ..tagged("tar")
+    };
+    Builder::new(e.host.clone())
+        .build(ctx.path(), opts, tx)
+        .await
+        .unwrap();
+    let mut out = String::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let BuildEvent::Output(s) = ev {
+            out.push_str(&s);
+        }
+    }
+    assert!(out.contains("Successfully tagged tar:latest\n"), "{out}");
+    let (_, root) = e.host.image_by_tag("tar");
+    let root = root.unwrap();
+    assert!(root.join("ctx/keep").is_file());
+    assert!(!root.join("ctx/x.secret").exists(), ".dockerignore applies");
+}

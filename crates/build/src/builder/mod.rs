@@ -304,6 +304,16 @@ impl Builder {
     }
 }
 
+/// A tag as Docker prints it: `name` becomes `name:latest`.
+fn display_tag(tag: &str) -> String {
+    let last = tag.rsplit('/').next().unwrap_or(tag);
+    if last.contains(':') || tag.contains('@') {
+        tag.to_string()
+    } else {
+        format!("{tag}:latest")
+    }
+}
+
 async fn finish(run: &mut Run<'_>, state: &mut StageState) -> Result<BuildResult, BuildError> {
     if !run.opts.labels.is_empty() {
         let labels = state.image.config.labels.get_or_insert_with(BTreeMap::new);
@@ -352,7 +362,10 @@ async fn finish(run: &mut Run<'_>, state: &mut StageState) -> Result<BuildResult
             .tag(&image_id, tag)
             .await
             .map_err(|source| BuildError::Host { line, source })?;
-        run.emit(BuildEvent::Output(format!("Successfully tagged {tag}\n")));
+        run.emit(BuildEvent::Output(format!(
+            "Successfully tagged {}\n",
+            display_tag(tag)
+        )));
     }
     Ok(BuildResult { image_id })
 }

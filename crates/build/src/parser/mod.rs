@@ -203,13 +203,20 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
     for l in lines {
         let instruction = instructions::parse_instruction(&l.text, &l.heredocs, l.line, escape)?;
         match instruction {
-            Instruction::From(from) => stages.push(Stage {
+            Instruction::From(from) => {
+                if let Some(a) = &from.alias {
+                    if stages.iter().any(|s| s.from.alias.as_ref() == Some(a)) {
+                        return Err(ParseError::Syntax { line: l.line, message: format!("duplicate stage name {a:?}") });
+                    }
+                }
+                stages.push(Stage {
                 index: stages.len(),
                 from,
                 line: l.line,
                 original: l.text,
                 instructions: Vec::new(),
-            }),
+                })
+            }
             other => match stages.last_mut() {
                 Some(stage) => stage.instructions.push(Line { line: l.line, original: l.text, instruction: other }),
                 None => match other {
