@@ -153,6 +153,53 @@ impl ContentStore {
         ingest.commit(Some(data.len() as u64))
     }
 
+    /// Stores everything `reader` yields under the digest it hashes to
+    /// (for content whose digest is not known in advance, e.g. archive
+    /// entries). Data goes to a private temporary file under `ingest/` and is
+    /// renamed into place, durably, only when complete.
+    pub fn write_stream(
+        &self,
+        mut reader: impl std::io::Read,
+    ) -> Result<(Digest, u64), ContentError> {
+        use sha2::Digest as _;
+        use std::io::Write;
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .ingest_dir()
+            .join(format!("tmp-{}-{n}", std::process::id()));
+        let result = (|| {
+            let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            let mut hasher = sha2::Sha256::new();
+            let mut size = 0u64;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let k = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err("read input", &tmp)(e)),
+                };
+                hasher.update(&buf[..k]);
+                file.write_all(&buf[..k]).map_err(io_err("write", &tmp))?;
+                size += k as u64;
+            }
+            let digest = Digest::from_sha256_bytes(&hasher.finalize());
+            if !self.has(&digest) {
+                file.sync_all().map_err(io_err("fsync", &tmp))?;
+                let dest = self.path(&digest);
+                fs::rename(&tmp, &dest).map_err(io_err("rename", &dest))?;
+                let dir = self.blob_dir();
+                File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err("fsync", &dir))?;
+            }
+            Ok((digest, size))
+        })();
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
     /// Deletes the blob `digest`; errors with `NotFound` if it is absent.
     pub fn delete(&self, digest: &Digest) -> Result<(), ContentError> {
         let path = self.path(digest);

@@ -110,3 +110,21 @@ fn second_writer_waits_or_errors() {
     assert!(rx.recv().unwrap());
     h.join().unwrap();
 }
+
+#[test]
+fn write_stream_hashes_unknown_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path()).unwrap();
+    let data = vec![3u8; 150_000];
+    let (d, n) = store.write_stream(&data[..]).unwrap();
+    assert_eq!(d, Digest::sha256_of(&data));
+    assert_eq!(n, 150_000);
+    assert_eq!(store.read(&d).unwrap(), data);
+    assert_eq!(store.write_stream(&data[..]).unwrap().0, d);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
