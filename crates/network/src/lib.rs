@@ -41,3 +41,59 @@ pub use netns::{create_netns, in_netns, remove_netns, NetnsError};
 pub use nft::NftError;
 pub use ports::{allocate_host_port, PortError, PortMapping, Proto};
 pub use setup::{cleanup_all, mac_for, Endpoint, NetworkError, NetworkSpec, Networking};
+
+/// What kind of failure an error of this crate is, for the engine to map to
+/// its own kinds (and the API to HTTP statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input: a malformed name, subnet or address.
+    InvalidArgument,
+    /// Something is already taken: a host port, an address, an interface name.
+    Conflict,
+    /// A needed object is missing (e.g. the network's bridge).
+    NotFound,
+    /// The system refused or failed (netlink, nft, sysctl, sockets).
+    System,
+}
+
+impl NetworkError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            NetworkError::InvalidName { .. } => ErrorKind::InvalidArgument,
+            NetworkError::NoBridge(_) => ErrorKind::NotFound,
+            NetworkError::Netlink { source, .. } if source.raw_os_error() == Some(libc::EEXIST) => {
+                ErrorKind::Conflict
+            }
+            _ => ErrorKind::System,
+        }
+    }
+}
+
+impl PortError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PortError::InvalidOwner(_) => ErrorKind::InvalidArgument,
+            PortError::InUse { .. } => ErrorKind::Conflict,
+            PortError::Bind { source, .. }
+                if source.raw_os_error() == Some(libc::EADDRNOTAVAIL) =>
+            {
+                ErrorKind::InvalidArgument
+            }
+            _ => ErrorKind::System,
+        }
+    }
+}
+
+impl IpamError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            IpamError::InvalidSubnet(_) | IpamError::OutOfRange { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            IpamError::InUse { .. } | IpamError::Exhausted(_) => ErrorKind::Conflict,
+        }
+    }
+}

@@ -167,7 +167,9 @@ impl Networking {
         let index = match link_index(h, br).await.map_err(nl("look up", br))? {
             Some(i) => i,
             None => {
-                let mut msg = LinkBridge::new(br);
+                // A fixed MAC: otherwise the bridge takes the lowest MAC of
+                // its ports and changes it as containers come and go.
+                let mut msg = LinkBridge::new(br).address(mac_for(net.gateway).to_vec());
                 if net.mtu > 0 {
                     msg = msg.mtu(net.mtu);
                 }
@@ -262,7 +264,11 @@ impl Networking {
             .add(msg)
             .execute()
             .await
-            .map_err(|e| nl("create veth", &host_veth)(to_io(e)))?;
+            .map_err(|e| NetworkError::Netlink {
+                op: "create veth",
+                object: format!("{host_veth} (peer {ifname} in {ns_name})"),
+                source: to_io(e),
+            })?;
         drop(ns_file);
         let endpoint = Endpoint { host_veth, mac };
         if let Err(e) = self.configure_inside(net, netns, ifname, ip).await {

@@ -45,6 +45,17 @@ async fn two_namespaces_on_one_bridge_ping_each_other() {
     );
     let (_, link) = run(&["nsenter", &ns_arg, "ip", "-o", "link", "show", "eth0"]);
     assert!(link.contains("02:00:00:00:00:09"), "{link}");
+    // A second interface of the same name in that namespace is a conflict.
+    let err = nw
+        .connect(&net, &b, "eth0", Ipv4Addr::new(10, 231, 1, 4), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), berth_network::ErrorKind::Conflict, "{err}");
+    let (_, brlink) = run(&["ip", "-o", "link", "show", &net.bridge]);
+    assert!(
+        brlink.contains("02:42:0a:e7:01:01"),
+        "bridge mac not fixed: {brlink}"
+    );
 
     nw.disconnect(&ea).await.unwrap();
     nw.disconnect(&ea).await.unwrap(); // idempotent
@@ -184,6 +195,7 @@ async fn published_port_reachable_on_loopback_and_conflicts_fail() {
     // The port is reserved: another publish and a plain bind both fail.
     let err = nw.publish(&[map], "other").await.unwrap_err();
     assert!(matches!(err, PortError::InUse { .. }), "{err}");
+    assert_eq!(err.kind(), berth_network::ErrorKind::Conflict);
     assert!(err.to_string().contains("already allocated"), "{err}");
     assert!(TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_err());
 
