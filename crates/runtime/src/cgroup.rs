@@ -89,8 +89,10 @@ impl CgroupDirs {
         let memory_usage =
             num(self.v1_or_v2(&self.memory, "memory.usage_in_bytes", "memory.current"))
                 .unwrap_or(0);
+        // "Unlimited" (v1 reports a huge page-aligned number) is shown as the host's memory.
+        let host = host_memory();
         let memory_limit = num(self.v1_or_v2(&self.memory, "memory.limit_in_bytes", "memory.max"))
-            .unwrap_or(u64::MAX);
+            .map_or(host, |l| l.min(host));
         let cpu_total_ns = if self.cpu.is_some() {
             num(self.v1_or_v2(&self.cpu, "cpuacct.usage", "")).unwrap_or(0)
         } else {
@@ -126,6 +128,14 @@ impl CgroupDirs {
             .and_then(|t| keyed(&t, "oom_kill"))
             .unwrap_or(0)
     }
+}
+
+/// Total host memory in bytes (u64::MAX when unknown).
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| keyed(&t.replace(':', " "), "MemTotal"))
+        .map_or(u64::MAX, |kb| kb * 1024)
 }
 
 /// Value of `key N` in a flat keyed file.

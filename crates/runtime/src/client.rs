@@ -10,7 +10,7 @@ use tokio::net::UnixStream;
 use crate::protocol::{Reply, Request};
 use crate::types::{
     read_exit, write_json_atomic, CgroupStats, ExecConfig, ExitStatus, ShimConfig, StateError,
-    CONFIG_NAME, SOCKET_NAME,
+    CONFIG_NAME, EXIT_NAME, SOCKET_NAME,
 };
 
 /// Errors from starting or talking to a shim.
@@ -75,6 +75,23 @@ pub fn spawn_shim(shim_binary: &Path, cfg: &ShimConfig) -> Result<ShimProcess, S
         move |source| StateError::Io { path, source }
     };
     std::fs::create_dir_all(&cfg.state_dir).map_err(io(&cfg.state_dir))?;
+    let sock = cfg.state_dir.join(SOCKET_NAME);
+    if let Ok(old) = std::os::unix::net::UnixStream::connect(&sock) {
+        // A previous run's shim may still linger after its container exited: retire it.
+        if !retire_exited_shim(old) {
+            return Err(ShimError::Failed {
+                id: cfg.id.clone(),
+                message: format!("a shim already serves {}", cfg.state_dir.display()),
+            });
+        }
+    }
+    // A previous run's records must not describe this one.
+    for stale in [sock, cfg.state_dir.join(EXIT_NAME)] {
+        match std::fs::remove_file(&stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&stale)(e).into()),
+            _ => {}
+        }
+    }
     let cfg_path = cfg.state_dir.join(CONFIG_NAME);
     write_json_atomic(&cfg_path, cfg)?;
     let log_path = cfg.state_dir.join("shim.log");
@@ -118,6 +135,24 @@ pub fn spawn_shim(shim_binary: &Path, cfg: &ShimConfig) -> Result<ShimProcess, S
         "shim exited without reporting: {}",
         tail.trim()
     )))
+}
+
+/// Asks a running shim to shut down; true when its container had already exited (the
+/// shim then released its socket path).
+fn retire_exited_shim(mut conn: std::os::unix::net::UnixStream) -> bool {
+    use std::io::Write;
+    let Ok(mut line) = serde_json::to_vec(&Request::Shutdown) else {
+        return false;
+    };
+    line.push(b'\n');
+    if conn.write_all(&line).is_err() {
+        return false;
+    }
+    let mut reply = String::new();
+    if BufReader::new(conn).read_line(&mut reply).is_err() {
+        return false;
+    }
+    serde_json::from_str::<Reply>(&reply).is_ok_and(|r| r.exit.is_some())
 }
 
 /// A client for one container's shim. Each call opens its own connection.

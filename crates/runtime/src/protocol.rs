@@ -71,7 +71,8 @@ pub enum Request {
         /// exec id
         id: String,
     },
-    /// Ask the shim to exit once the container has exited (kills nothing).
+    /// Ask the shim to exit once the container has exited (kills nothing). Replies with
+    /// `exit` when it already has; the socket path is then released at once.
     Shutdown,
 }
 

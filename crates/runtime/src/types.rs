@@ -135,7 +135,7 @@ pub struct ExecConfig {
 pub struct CgroupStats {
     /// memory in use, bytes
     pub memory_usage: u64,
-    /// memory limit, bytes (u64::MAX when unlimited)
+    /// memory limit, bytes (the host's memory when unlimited)
     pub memory_limit: u64,
     /// CPU time consumed, nanoseconds
     pub cpu_total_ns: u64,

@@ -173,6 +173,63 @@ async fn detached_and_controls(rt: Rt) {
     assert_eq!(read_exit(&f.state_dir).unwrap().code, 137);
 }
 
+async fn restart_in_same_state_dir(rt: Rt) {
+    let f = fixture(rt, "again", &["sh", "-c", "exit 3"], |_, _| {});
+    let (_, c) = spawn(&f).await;
+    // Only one shim per state directory.
+    assert!(matches!(
+        spawn_shim(&shim_binary(), &f.cfg),
+        Err(ShimError::Failed { .. })
+    ));
+    c.start().await.unwrap();
+    assert_eq!(within(c.wait()).await.unwrap().code, 3);
+    // Once the first shim is gone, a second run starts clean (no stale exit record).
+    spawn_shim(&shim_binary(), &f.cfg).unwrap();
+    let c = ShimClient::connect(&f.state_dir).await.unwrap();
+    assert!(read_exit(&f.state_dir).is_none());
+    c.start().await.unwrap();
+    assert_eq!(within(c.wait()).await.unwrap().code, 3);
+}
+
+async fn exec_stdin(rt: Rt) {
+    let f = fixture(rt, "execin", &["sleep", "1000"], |_, _| {});
+    let (_, c) = spawn(&f).await;
+    c.start().await.unwrap();
+    let cfg = ExecConfig {
+        id: "cat".into(),
+        args: vec!["sh".into(), "-c".into(), "cat; echo done".into()],
+        stdin: true,
+        user: Some(UserSpec {
+            uid: 7,
+            gid: 7,
+            additional_gids: vec![],
+        }),
+        cwd: "/tmp".into(),
+        ..ExecConfig::default()
+    };
+    let mut s = c.exec(cfg).await.unwrap();
+    send(&mut s, b"piped\n").await;
+    s.shutdown().await.unwrap();
+    let (out, _) = within(read_all_frames(&mut s)).await;
+    assert_eq!(String::from_utf8_lossy(&out), "piped\ndone\n");
+    assert_eq!(within(c.exec_wait("cat")).await.unwrap().code, 0);
+    // Duplicate ids and bad ids are refused.
+    let dup = ExecConfig {
+        id: "cat".into(),
+        args: vec!["true".into()],
+        ..ExecConfig::default()
+    };
+    assert!(c.exec(dup).await.is_err());
+    let bad = ExecConfig {
+        id: "../x".into(),
+        args: vec!["true".into()],
+        ..ExecConfig::default()
+    };
+    assert!(c.exec(bad).await.is_err());
+    c.kill(9).await.unwrap();
+    within(c.wait()).await.unwrap();
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod builtin {
@@ -193,5 +250,7 @@ both!(
     tty_and_resize,
     stdin_pipe,
     exec_output_and_code,
-    detached_and_controls
+    detached_and_controls,
+    restart_in_same_state_dir,
+    exec_stdin
 );

@@ -7,7 +7,7 @@ use super::process::{Owner, Prepared};
 use super::server::{ConnState, Shim};
 use super::tty::{self, ConsoleSocket};
 use crate::protocol::{Reply, Request};
-use crate::types::ExecConfig;
+use crate::types::{ExecConfig, SOCKET_NAME};
 
 fn valid_exec_id(id: &str) -> bool {
     !id.is_empty()
@@ -113,7 +113,19 @@ impl Shim {
             }
             Request::Shutdown => {
                 self.shutdown = true;
-                self.finish(i, Reply::default());
+                let exit = self.init.exit.clone();
+                if exit.is_some() && !self.socket_removed {
+                    // Free the path at once so a new run of this container can bind it.
+                    let _ = std::fs::remove_file(self.cfg.state_dir.join(SOCKET_NAME));
+                    self.socket_removed = true;
+                }
+                self.finish(
+                    i,
+                    Reply {
+                        exit,
+                        ..Reply::default()
+                    },
+                );
             }
         }
     }

@@ -128,7 +128,9 @@ fn serve_detached(cfg_path: &Path) -> i32 {
             report(format!("ok {}\n", std::process::id()));
             detach_stdio();
             let res = shim.run(&listener, &sig);
-            let _ = std::fs::remove_file(shim.cfg.state_dir.join(SOCKET_NAME));
+            if !shim.socket_removed {
+                let _ = std::fs::remove_file(shim.cfg.state_dir.join(SOCKET_NAME));
+            }
             match res {
                 Ok(()) => 0,
                 Err(e) => {
@@ -215,6 +217,7 @@ fn setup(cfg: ShimConfig) -> Result<Ready, ShimSetupError> {
         conns: Vec::new(),
         logger,
         shutdown: false,
+        socket_removed: false,
         exec_counter: 0,
     };
     Ok((shim, listener, sig))

@@ -102,6 +102,8 @@ pub struct Shim {
     pub conns: Vec<Conn>,
     pub logger: Option<JsonLogger>,
     pub shutdown: bool,
+    /// the socket path was already unlinked (after shutdown)
+    pub socket_removed: bool,
     pub exec_counter: u32,
 }
 
