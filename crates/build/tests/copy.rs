@@ -173,3 +173,41 @@ async fn add_archives_and_urls() {
     );
     assert!(root.join("raw/a.tar.gz").is_file(), "COPY never unpacks");
 }
+
+#[tokio::test]
+async fn add_bzip2_and_xz_archives_with_the_real_tools() {
+    let e = env();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("t")).unwrap();
+    std::fs::write(src.path().join("t/data"), "packed").unwrap();
+    for (flag, name) in [("-j", "a.tar.bz2"), ("-J", "a.tar.xz"), ("-c", "a.tar")] {
+        let st = std::process::Command::new("tar")
+            .arg("-c")
+            .arg(if flag == "-c" { "-f" } else { flag })
+            .args(if flag == "-c" { vec![] } else { vec!["-f"] })
+            .arg(e.ctx.join(name))
+            .arg("-C")
+            .arg(src.path())
+            .arg("t")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    write(&e.ctx, &[("Dockerfile", "FROM busybox\nADD a.tar.bz2 /bz/\nADD a.tar.xz /xz/\nADD a.tar /plain/\nCOPY --from=busybox /etc/group /copied-group\n")]);
+    build(&e, tagged("arch:1")).await.0.unwrap();
+    let (_, root) = e.host.image_by_tag("arch:1");
+    let root = root.unwrap();
+    for d in ["bz", "xz", "plain"] {
+        assert_eq!(
+            std::fs::read_to_string(root.join(d).join("t/data")).unwrap(),
+            "packed",
+            "{d}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(root.join("copied-group"))
+            .unwrap()
+            .contains("staff"),
+        "COPY --from an image"
+    );
+}

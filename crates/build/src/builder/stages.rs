@@ -210,7 +210,9 @@ pub(crate) async fn build_stage(run: &mut Run<'_>, index: usize) -> Result<Stage
             args: BTreeMap::new(),
         }
     };
-    run.emit(super::BuildEvent::Id(super::short_id(&state.state_id)));
+    if state.state_id != "scratch" {
+        run.emit(super::BuildEvent::Id(super::short_id(&state.state_id)));
+    }
 
     // ONBUILD triggers of the base run first, then are cleared.
     let triggers = state.image.config.on_build.take().unwrap_or_default();
