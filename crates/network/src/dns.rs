@@ -12,9 +12,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rand::seq::SliceRandom;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -40,7 +40,12 @@ pub enum DnsError {
     },
 }
 
-type Records = HashMap<String, Vec<Ipv4Addr>>;
+/// Forward records and the reverse (PTR) map derived from them.
+#[derive(Default)]
+struct Records {
+    forward: HashMap<String, Vec<Ipv4Addr>>,
+    reverse: HashMap<Ipv4Addr, String>,
+}
 
 struct Shared {
     local: SocketAddr,
@@ -84,7 +89,7 @@ impl DnsServer {
         let (sock, tcp, local) = bind_pair(addr).await?;
         let shared = Arc::new(Shared {
             local,
-            records: RwLock::new(HashMap::new()),
+            records: RwLock::new(Records::default()),
             upstreams: RwLock::new(upstreams),
         });
         let udp_task = tokio::spawn(serve_udp(Arc::new(sock), shared.clone()));
@@ -102,18 +107,26 @@ impl DnsServer {
 
     /// Replaces every record: name (case-insensitive, trailing dot optional)
     /// to its addresses. Several containers under one name give all theirs.
+    /// PTR queries for these addresses are answered from the same table.
     pub fn set_records(&self, records: HashMap<String, Vec<Ipv4Addr>>) {
-        let normalized = records
-            .into_iter()
-            .fold(Records::new(), |mut acc, (name, ips)| {
-                acc.entry(normalize(&name)).or_default().extend(ips);
-                acc
-            });
+        let mut table = Records::default();
+        for (name, ips) in records {
+            let name = normalize(&name);
+            for ip in &ips {
+                // Reverse lookups give the shortest name of an address
+                // (ties: alphabetical), so the answer is stable.
+                let slot = table.reverse.entry(*ip).or_insert_with(|| name.clone());
+                if (name.len(), &name) < (slot.len(), &*slot) {
+                    *slot = name.clone();
+                }
+            }
+            table.forward.entry(name).or_default().extend(ips);
+        }
         *self
             .shared
             .records
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = normalized;
+            .unwrap_or_else(|p| p.into_inner()) = table;
     }
 
     /// Replaces the upstream resolvers.
@@ -249,26 +262,54 @@ async fn answer(shared: &Shared, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
     let [q] = req.queries.as_slice() else {
         return reply(ResponseCode::FormErr, Vec::new());
     };
-    let known = {
-        let records = shared.records.read().unwrap_or_else(|p| p.into_inner());
-        records.get(&normalize(&q.name.to_ascii())).cloned()
-    };
-    match known {
-        Some(mut ips) => {
-            let answers = if q.query_type == RecordType::A {
-                ips.shuffle(&mut rand::thread_rng());
-                ips.into_iter()
-                    .map(|ip| Record::from_rdata(q.name.clone(), TTL, RData::A(A(ip))))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            reply(ResponseCode::NoError, answers)
-        }
+    match lookup(shared, q) {
+        Some(answers) => reply(ResponseCode::NoError, answers),
         None => match forward(shared, packet, req.metadata.id).await {
             Some(raw) => Some(raw),
             None => reply(ResponseCode::ServFail, Vec::new()),
         },
+    }
+}
+
+/// The local answer to `q`, or `None` if the name is not ours. A known name
+/// asked for another type than A gets an empty answer (like Docker's).
+fn lookup(shared: &Shared, q: &Query) -> Option<Vec<Record>> {
+    let name = normalize(&q.name.to_ascii());
+    let records = shared.records.read().unwrap_or_else(|p| p.into_inner());
+    if let Some(ips) = records.forward.get(&name) {
+        if q.query_type != RecordType::A {
+            return Some(Vec::new());
+        }
+        let mut ips = ips.clone();
+        ips.shuffle(&mut rand::thread_rng());
+        return Some(
+            ips.into_iter()
+                .map(|ip| Record::from_rdata(q.name.clone(), TTL, RData::A(A(ip))))
+                .collect(),
+        );
+    }
+    if q.query_type == RecordType::PTR {
+        let target = records.reverse.get(&parse_arpa(&name)?)?;
+        let target = Name::from_ascii(format!("{target}.")).ok()?;
+        return Some(vec![Record::from_rdata(
+            q.name.clone(),
+            TTL,
+            RData::PTR(PTR(target)),
+        )]);
+    }
+    None
+}
+
+/// `d.c.b.a.in-addr.arpa` to `a.b.c.d`.
+fn parse_arpa(name: &str) -> Option<Ipv4Addr> {
+    let rest = name.strip_suffix(".in-addr.arpa")?;
+    let octets: Vec<u8> = rest
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    match octets.as_slice() {
+        [d, c, b, a] => Some(Ipv4Addr::new(*a, *b, *c, *d)),
+        _ => None,
     }
 }
 

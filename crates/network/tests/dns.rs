@@ -73,6 +73,15 @@ async fn answers_records_and_forwards_the_rest() {
     let r = blocking(move || query(at, "web", RecordType::AAAA)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(r.answers.is_empty());
+    // Reverse lookups of known addresses: the shortest name wins.
+    server.set_records(HashMap::from([
+        ("web".to_string(), web.clone()),
+        ("DB.".to_string(), vec![Ipv4Addr::new(10, 1, 0, 9)]),
+        ("db-alias".to_string(), vec![Ipv4Addr::new(10, 1, 0, 9)]),
+    ]));
+    let r = blocking(move || query(at, "9.0.1.10.in-addr.arpa.", RecordType::PTR)).await;
+    let ptr: Vec<String> = r.answers.iter().map(|a| a.data.to_string()).collect();
+    assert_eq!(ptr, ["db."], "{r:?}");
     // Unknown names go upstream.
     let r = blocking(move || query(at, "Example.Test.", RecordType::A)).await;
     assert_eq!(addrs(&r), HashSet::from([Ipv4Addr::new(192, 0, 2, 77)]));
