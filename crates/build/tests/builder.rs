@@ -293,7 +293,8 @@ RUN echo built > /artifact
 FROM busybox AS unused
 RUN exit 1
 FROM scratch AS final
-COPY --from=build /artifact /artifact
+ARG SRC=build
+COPY --from=${SRC} /artifact /artifact
 COPY --from=0 /bin/busybox /bb
 FROM build AS derived
 RUN cat /artifact
@@ -309,10 +310,10 @@ RUN cat /artifact
     )
     .await;
     r.unwrap();
-    // ARG + build stage (2) + final stage (3); the unused and derived stages are skipped.
+    // ARG + build stage (2) + final stage (4); the unused and derived stages are skipped.
     assert!(
         evs.contains(&BuildEvent::Step(
-            "Step 6/6 : COPY --from=0 /bin/busybox /bb".into()
+            "Step 7/7 : COPY --from=0 /bin/busybox /bb".into()
         )),
         "{evs:?}"
     );

@@ -88,7 +88,7 @@ fn words(
 }
 
 /// Expands an `EXPOSE` word (`80`, `80/udp`, `8000-8002/tcp`) into port keys.
-fn port_keys(word: &str, line: usize) -> Result<Vec<String>, BuildError> {
+pub(crate) fn port_keys(word: &str, line: usize) -> Result<Vec<String>, BuildError> {
     let bad = || BuildError::Invalid {
         line,
         message: format!("invalid port specification: {word:?}"),

@@ -9,6 +9,9 @@ mod run;
 mod stages;
 mod users;
 
+#[cfg(test)]
+mod unit_tests;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -271,7 +274,7 @@ impl Builder {
             }
             _ => df.stages.len() - 1,
         };
-        let needed = stages::needed(&df, target);
+        let needed = stages::needed(&df, target, &opts.build_args);
         let total = df.global_args.len()
             + needed
                 .iter()
@@ -305,7 +308,7 @@ impl Builder {
 }
 
 /// A tag as Docker prints it: `name` becomes `name:latest`.
-fn display_tag(tag: &str) -> String {
+pub(crate) fn display_tag(tag: &str) -> String {
     let last = tag.rsplit('/').next().unwrap_or(tag);
     if last.contains(':') || tag.contains('@') {
         tag.to_string()

@@ -30,8 +30,31 @@ pub(crate) fn stage_ref(df: &Dockerfile, name: &str, before: usize) -> Option<us
         .filter(|&i| i < before)
 }
 
-/// Indices of the stages the target needs, in build order.
-pub(crate) fn needed(df: &Dockerfile, target: usize) -> Vec<usize> {
+/// Indices of the stages the target needs, in build order. `--from` and `FROM` values are
+/// expanded with the global ARGs (build args over defaults) so `COPY --from=$STAGE` works.
+pub(crate) fn needed(
+    df: &Dockerfile,
+    target: usize,
+    build_args: &std::collections::HashMap<String, String>,
+) -> Vec<usize> {
+    let mut globals: BTreeMap<String, String> = BTreeMap::new();
+    for a in &df.global_args {
+        let lookup = |k: &str| globals.get(k).cloned();
+        let v = match build_args.get(&a.name) {
+            Some(v) => Some(v.clone()),
+            None => a.default.as_deref().and_then(|d| {
+                crate::parser::expand::expand_word(d, df.directives.escape, &lookup).ok()
+            }),
+        };
+        if let Some(v) = v {
+            globals.insert(a.name.clone(), v);
+        }
+    }
+    let lookup = |k: &str| globals.get(k).cloned();
+    let expand = |r: &str| {
+        crate::parser::expand::expand_word(r, df.directives.escape, &lookup)
+            .unwrap_or_else(|_| r.to_string())
+    };
     let mut set = BTreeSet::new();
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
@@ -47,7 +70,7 @@ pub(crate) fn needed(df: &Dockerfile, target: usize) -> Vec<usize> {
                 .flat_map(|l| from_refs(&l.instruction)),
         );
         for r in refs {
-            if let Some(j) = stage_ref(df, &r, i) {
+            if let Some(j) = stage_ref(df, &expand(&r), i) {
                 todo.push(j);
             }
         }
