@@ -59,6 +59,30 @@ pub enum ShimError {
     },
 }
 
+/// Lifecycle state of a shim's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerStatus {
+    /// created, user process not started
+    Created,
+    /// user process running
+    Running,
+    /// frozen
+    Paused,
+    /// init has exited
+    Stopped,
+}
+
+/// What [`ShimClient::state`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimState {
+    /// host pid of the container's init
+    pub pid: u32,
+    /// lifecycle state
+    pub status: ContainerStatus,
+    /// the exit record once the container exited and its output was drained
+    pub exit: Option<ExitStatus>,
+}
+
 /// A started shim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShimProcess {
@@ -315,6 +339,23 @@ impl ShimClient {
             .call("exec_pid", &Request::ExecPid { id: id.into() })
             .await?;
         r.pid.ok_or_else(|| self.missing("exec_pid", "pid"))
+    }
+
+    /// The container's state as the shim sees it (for reconnecting after an engine restart).
+    pub async fn state(&self) -> Result<ShimState, ShimError> {
+        let (r, _) = self.call("state", &Request::State).await?;
+        let status = match r.status.as_deref() {
+            Some("created") => ContainerStatus::Created,
+            Some("running") => ContainerStatus::Running,
+            Some("paused") => ContainerStatus::Paused,
+            Some("stopped") => ContainerStatus::Stopped,
+            other => return Err(self.proto(format!("state: unknown status {other:?}"))),
+        };
+        Ok(ShimState {
+            pid: r.pid.ok_or_else(|| self.missing("state", "pid"))?,
+            status,
+            exit: r.exit,
+        })
     }
 
     /// Lets the shim exit as soon as the container has exited and clients are gone.

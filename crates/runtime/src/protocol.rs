@@ -71,6 +71,8 @@ pub enum Request {
         /// exec id
         id: String,
     },
+    /// Report the container's state: `pid`, `status`, and `exit` once exited.
+    State,
     /// Ask the shim to exit once the container has exited (kills nothing). Replies with
     /// `exit` when it already has; the socket path is then released at once.
     Shutdown,
@@ -94,6 +96,9 @@ pub struct Reply {
     /// cgroup statistics
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<CgroupStats>,
+    /// "created", "running", "paused" or "stopped"
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 impl Reply {

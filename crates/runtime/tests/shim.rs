@@ -160,13 +160,22 @@ async fn detached_and_controls(rt: Rt) {
         .parse()
         .unwrap();
     assert_ne!(sid, own_sid);
+    assert_eq!(c.state().await.unwrap().status, ContainerStatus::Created);
     let pid = c.start().await.unwrap();
+    assert_eq!(c.state().await.unwrap().pid, pid);
     assert!(c.pids().await.unwrap().contains(&pid));
     let stats = c.stats().await.unwrap();
     assert_eq!(stats.memory_limit, 64 << 20);
     assert!(stats.pids >= 1);
+    assert_eq!(c.state().await.unwrap().status, ContainerStatus::Running);
     c.pause().await.unwrap();
+    assert_eq!(c.state().await.unwrap().status, ContainerStatus::Paused);
+    let freezer = format!("/sys/fs/cgroup/freezer/berth/{}/freezer.state", f.id);
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
     c.resume().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "THAWED");
+    c.pause().await.unwrap();
+    // SIGKILL reaches a paused container (the shim thaws it).
     c.kill(9).await.unwrap();
     within(c.wait()).await.unwrap();
     // Once the container exited and clients left, the shim goes away; exit.json stays.

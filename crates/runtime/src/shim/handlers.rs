@@ -40,7 +40,35 @@ impl Shim {
             }
             Request::Kill { signal } => {
                 let r = self.signal(self.init.pid, signal);
+                // A frozen process cannot die: thaw it after SIGKILL, as Docker does.
+                if signal == libc::SIGKILL
+                    && self.paused
+                    && r.error.is_none()
+                    && self.backend.resume().is_ok()
+                {
+                    self.paused = false;
+                }
                 self.finish(i, r);
+            }
+            Request::State => {
+                let status = if self.init.reaped.is_some() {
+                    "stopped"
+                } else if self.paused {
+                    "paused"
+                } else if self.started {
+                    "running"
+                } else {
+                    "created"
+                };
+                self.finish(
+                    i,
+                    Reply {
+                        pid: Some(self.init.pid as u32),
+                        status: Some(status.into()),
+                        exit: self.init.exit.clone(),
+                        ..Reply::default()
+                    },
+                );
             }
             Request::Resize { rows, cols } => {
                 let r = match &self.init.pty {
@@ -74,7 +102,13 @@ impl Shim {
                     } else {
                         self.backend.resume()
                     };
-                    res.map_or_else(|e| Reply::err(e.to_string()), |_| Reply::default())
+                    match res {
+                        Ok(()) => {
+                            self.paused = pause;
+                            Reply::default()
+                        }
+                        Err(e) => Reply::err(e.to_string()),
+                    }
                 };
                 self.finish(i, r);
             }

@@ -212,6 +212,7 @@ fn setup(cfg: ShimConfig) -> Result<Ready, ShimSetupError> {
         backend,
         init,
         started: false,
+        paused: false,
         cgroups,
         execs: HashMap::new(),
         conns: Vec::new(),

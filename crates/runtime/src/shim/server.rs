@@ -97,6 +97,7 @@ pub struct Shim {
     pub backend: Backend,
     pub init: Proc,
     pub started: bool,
+    pub paused: bool,
     pub cgroups: CgroupDirs,
     pub execs: HashMap<String, Proc>,
     pub conns: Vec<Conn>,
