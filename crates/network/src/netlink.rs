@@ -28,15 +28,21 @@ pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
 
 /// A netlink connection in the calling thread's namespace; its driver task is
 /// spawned on the current tokio runtime and ends when the handle is dropped.
+/// Fails (instead of panicking) outside a tokio runtime.
 pub(crate) fn host_handle() -> io::Result<Handle> {
+    let rt = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+    let _guard = rt.enter();
     let (conn, handle, _) = rtnetlink::new_connection()?;
-    tokio::spawn(conn);
+    rt.spawn(conn);
     Ok(handle)
 }
 
 /// A netlink connection inside the namespace pinned at `path`.
 pub(crate) fn netns_handle(path: &Path) -> Result<io::Result<Handle>, NetnsError> {
-    let rt = tokio::runtime::Handle::current();
+    let rt = match tokio::runtime::Handle::try_current() {
+        Ok(rt) => rt,
+        Err(e) => return Ok(Err(io::Error::other(e))),
+    };
     in_netns(path, move || {
         let _guard = rt.enter();
         host_handle()

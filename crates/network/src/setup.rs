@@ -209,8 +209,8 @@ impl Networking {
     }
 
     /// Removes the network's nft elements and its bridge. Idempotent. Veths
-    /// still attached are removed with the bridge's ports by the kernel only
-    /// when their namespaces go; disconnect endpoints first.
+    /// still attached to the bridge are only detached, not deleted: disconnect
+    /// the endpoints first.
     pub async fn remove_network(&self, net: &NetworkSpec) -> Result<(), NetworkError> {
         check_ifname("bridge name", &net.bridge)?;
         nft::run(
@@ -319,7 +319,10 @@ impl Networking {
         Ok(())
     }
 
-    /// Deletes the endpoint's veth pair (both ends). Idempotent.
+    /// Deletes the endpoint's veth pair (both ends). Idempotent. This waits
+    /// for the kernel (about 20 ms here); when a container's namespace is
+    /// going away anyway, [`crate::remove_netns`] alone also removes its veths,
+    /// asynchronously, once no process holds the namespace.
     pub async fn disconnect(&self, endpoint: &Endpoint) -> Result<(), NetworkError> {
         delete_link(&self.handle, &endpoint.host_veth)
             .await
