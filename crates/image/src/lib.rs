@@ -1,6 +1,7 @@
 //! Image formats: references, manifests and indexes, image configs, and
 //! applying layers into snapshots.
 
+pub mod archive;
 pub mod config;
 pub mod diff;
 pub mod layer;
