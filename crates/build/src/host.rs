@@ -76,19 +76,29 @@ pub enum CacheSharing {
 pub enum RunMount {
     /// A persistent cache directory the host keeps per `id` across builds.
     Cache {
+        /// Identity of the cache directory (default: the target path).
         id: String,
+        /// Absolute mount point.
         target: String,
+        /// Concurrency mode asked for.
         sharing: CacheSharing,
+        /// Mount read-only.
         readonly: bool,
     },
     /// A host directory (a context subtree or another stage's rootfs path) bound at `target`.
     Bind {
+        /// Host path to bind (a file or a directory).
         source: PathBuf,
+        /// Absolute mount point.
         target: String,
+        /// Mount read-only.
         readonly: bool,
     },
     /// An empty tmpfs.
-    Tmpfs { target: String },
+    Tmpfs {
+        /// Absolute mount point.
+        target: String,
+    },
 }
 
 /// A RUN step to execute in a work root, with the isolation a normal container gets.

@@ -3,6 +3,8 @@
 //! The builder drives the engine through the [`BuildHost`] trait, so this crate knows
 //! neither HTTP nor the engine's database.
 
+#![deny(missing_docs)]
+
 pub mod builder;
 pub mod context;
 pub mod host;

@@ -10,30 +10,43 @@ use serde_json::{Map, Value};
 #[serde(rename_all = "PascalCase")]
 pub struct RunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `user[:group]` processes run as.
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Ports as `port/proto` keys with empty objects.
     pub exposed_ports: Option<BTreeMap<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `KEY=value` environment.
     pub env: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Default command (arguments to the entrypoint).
     pub cmd: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Health check.
     pub healthcheck: Option<Healthcheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Volume paths as keys with empty objects.
     pub volumes: Option<BTreeMap<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Working directory.
     pub working_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Entrypoint.
     pub entrypoint: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// ONBUILD triggers, as instruction text.
     pub on_build: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Labels.
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Signal that stops the container.
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Shell for shell-form commands.
     pub shell: Option<Vec<String>>,
     #[serde(flatten)]
+    /// Fields this builder does not interpret, kept as they were.
     pub other: Map<String, Value>,
 }
 
@@ -42,16 +55,22 @@ pub struct RunConfig {
 #[serde(rename_all = "PascalCase")]
 pub struct Healthcheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `["NONE"]`, `["CMD", ...]` or `["CMD-SHELL", cmd]`.
     pub test: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Time between checks.
     pub interval: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Time a check may take.
     pub timeout: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Grace period after start.
     pub start_period: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Check interval during the start period.
     pub start_interval: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Failures before unhealthy.
     pub retries: Option<i64>,
 }
 
@@ -59,8 +78,10 @@ pub struct Healthcheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RootFs {
     #[serde(rename = "type")]
+    /// Always `layers`.
     pub kind: String,
     #[serde(default)]
+    /// `sha256:` digests of the uncompressed layers, bottom first.
     pub diff_ids: Vec<String>,
 }
 
@@ -68,14 +89,19 @@ pub struct RootFs {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// RFC 3339 time of the step.
     pub created: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The command that made the step.
     pub created_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Author of the step.
     pub author: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Free comment.
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// True when the step added no layer.
     pub empty_layer: bool,
 }
 
@@ -83,19 +109,28 @@ pub struct History {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// RFC 3339 creation time.
     pub created: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `MAINTAINER` value.
     pub author: Option<String>,
+    /// GOARCH-style architecture.
     pub architecture: String,
+    /// Operating system.
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// CPU variant (`v8`...).
     pub variant: Option<String>,
     #[serde(default)]
+    /// The runtime defaults.
     pub config: RunConfig,
+    /// The layers.
     pub rootfs: RootFs,
     #[serde(default)]
+    /// One entry per step, layers or not.
     pub history: Vec<History>,
     #[serde(flatten)]
+    /// Fields this builder does not interpret, kept as they were.
     pub other: Map<String, Value>,
 }
 

@@ -77,34 +77,63 @@ pub struct BuildResult {
 /// Errors of a build; each names the Dockerfile line or object involved.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The Dockerfile does not parse.
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// The context is unusable (a path escapes it, the Dockerfile is missing...).
     #[error(transparent)]
     Context(#[from] ContextError),
     /// Reading the Dockerfile failed.
     #[error("reading dockerfile {path}: {source}")]
     Dockerfile {
+        /// Where the Dockerfile was looked for.
         path: PathBuf,
+        /// The cause.
         source: std::io::Error,
     },
     /// Variable expansion failed on a line.
     #[error("line {line}: {source}")]
-    Expand { line: usize, source: ExpandError },
+    Expand {
+        /// 1-based Dockerfile line.
+        line: usize,
+        /// The cause.
+        source: ExpandError,
+    },
     /// `--target` names no stage.
     #[error("failed to reach build target {0} in Dockerfile")]
     UnknownTarget(String),
     /// A host call failed during a step.
     #[error("line {line}: {source}")]
-    Host { line: usize, source: HostError },
+    Host {
+        /// 1-based Dockerfile line.
+        line: usize,
+        /// What the host reported.
+        source: HostError,
+    },
     /// A RUN step exited non-zero.
     #[error("the command '{command}' returned a non-zero code: {code}")]
-    RunFailed { command: String, code: i32 },
+    RunFailed {
+        /// The argv, joined with spaces.
+        command: String,
+        /// Its exit code.
+        code: i32,
+    },
     /// Invalid instruction argument detected while building.
     #[error("line {line}: {message}")]
-    Invalid { line: usize, message: String },
+    Invalid {
+        /// 1-based Dockerfile line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// COPY/ADD failed on a source or destination.
     #[error("line {line}: {message}")]
-    Copy { line: usize, message: String },
+    Copy {
+        /// 1-based Dockerfile line.
+        line: usize,
+        /// What failed, naming the source or destination.
+        message: String,
+    },
 }
 
 /// Builds images from Dockerfiles through a [`BuildHost`].

@@ -9,7 +9,12 @@ use regex::Regex;
 pub enum IgnoreError {
     /// A pattern that cannot be compiled.
     #[error("invalid .dockerignore pattern {pattern:?}: {reason}")]
-    BadPattern { pattern: String, reason: String },
+    BadPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// Why it is invalid.
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]

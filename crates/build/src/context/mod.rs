@@ -22,7 +22,9 @@ pub enum ContextError {
     /// Filesystem error on a path in the context.
     #[error("{path}: {source}")]
     Io {
+        /// The path operated on.
         path: PathBuf,
+        /// The cause.
         source: std::io::Error,
     },
     /// The Dockerfile named by the `dockerfile` option is missing.

@@ -10,10 +10,20 @@ pub enum ExpandError {
     Unterminated(&'static str, String),
     /// `${V:?msg}` with V unset (or empty).
     #[error("{name}: {message}")]
-    Required { name: String, message: String },
+    Required {
+        /// The variable.
+        name: String,
+        /// The message given after `?`.
+        message: String,
+    },
     /// A `${...}` form this builder does not know.
     #[error("unsupported modifier {modifier:?} in {word:?}")]
-    BadModifier { modifier: String, word: String },
+    BadModifier {
+        /// The modifier found.
+        modifier: String,
+        /// The word it is in.
+        word: String,
+    },
     /// `${}` or a name that is not a variable name.
     #[error("bad substitution in {0:?}")]
     BadSubstitution(String),

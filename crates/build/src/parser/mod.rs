@@ -23,10 +23,20 @@ pub use words::duration_nanos;
 pub enum ParseError {
     /// Malformed instruction or file.
     #[error("dockerfile parse error on line {line}: {message}")]
-    Syntax { line: usize, message: String },
+    Syntax {
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// An instruction name Docker does not know.
     #[error("dockerfile parse error on line {line}: unknown instruction: {name}")]
-    UnknownInstruction { line: usize, name: String },
+    UnknownInstruction {
+        /// 1-based line.
+        line: usize,
+        /// The word as written.
+        name: String,
+    },
 }
 
 /// A parsed Dockerfile.
@@ -70,14 +80,18 @@ pub struct Line {
 /// A declared build argument (`ARG name[=default]`); the default is raw (unexpanded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArgDecl {
+    /// The argument name.
     pub name: String,
+    /// Its default value, raw.
     pub default: Option<String>,
 }
 
 /// `FROM [--platform=p] image [AS name]`, raw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FromInstr {
+    /// Image reference, stage name or `scratch`, raw.
     pub image: String,
+    /// `--platform` value, raw.
     pub platform: Option<String>,
     /// The stage name given by `AS`, lowercased like Docker does.
     pub alias: Option<String>,
@@ -96,8 +110,11 @@ pub enum CommandLine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sharing {
     #[default]
+    /// Concurrent steps use the directory together.
     Shared,
+    /// Each concurrent step gets its own directory.
     Private,
+    /// Concurrent steps wait for each other.
     Locked,
 }
 
@@ -106,27 +123,40 @@ pub enum Sharing {
 pub enum MountSpec {
     /// `type=cache,target=..[,id=..][,sharing=..][,ro]`; id defaults to the target.
     Cache {
+        /// Cache identity (default: the target).
         id: Option<String>,
+        /// Mount point.
         target: String,
+        /// Concurrency mode.
         sharing: Sharing,
+        /// Mounted read-only.
         readonly: bool,
     },
     /// `type=bind,target=..[,source=..][,from=..][,rw]`; the source defaults to the root of
     /// the context (or of `from`).
     Bind {
+        /// Path in the context or in `from`.
         source: Option<String>,
+        /// Mount point.
         target: String,
+        /// Stage or image providing the source.
         from: Option<String>,
+        /// Writable (writes are discarded).
         readwrite: bool,
     },
     /// `type=tmpfs,target=..`
-    Tmpfs { target: String },
+    Tmpfs {
+        /// Mount point.
+        target: String,
+    },
 }
 
 /// `RUN` with its flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInstr {
+    /// The command to run.
     pub command: CommandLine,
+    /// `--mount` flags.
     pub mounts: Vec<MountSpec>,
     /// `--network=default|none|host`
     pub network: Option<String>,
@@ -139,8 +169,11 @@ pub struct RunInstr {
 pub struct CopyInstr {
     /// Source words; a source `<<NAME` refers to the heredoc `NAME`.
     pub sources: Vec<String>,
+    /// The destination, raw.
     pub dest: String,
+    /// `--chown` value, raw.
     pub chown: Option<String>,
+    /// `--chmod` value, raw (octal).
     pub chmod: Option<String>,
     /// `--from=stage|index|image`
     pub from: Option<String>,
@@ -157,11 +190,17 @@ pub enum HealthcheckInstr {
     None,
     /// `HEALTHCHECK [opts] CMD ...`
     Cmd {
+        /// The check command.
         test: CommandLine,
+        /// `--interval`
         interval: Option<i64>,
+        /// `--timeout`
         timeout: Option<i64>,
+        /// `--start-period`
         start_period: Option<i64>,
+        /// `--start-interval`
         start_interval: Option<i64>,
+        /// `--retries`
         retries: Option<i64>,
     },
 }
@@ -169,28 +208,41 @@ pub enum HealthcheckInstr {
 /// Every Dockerfile instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Instruction {
+    /// `FROM` (only seen through [`parse_line`]; [`parse`] turns it into a [`Stage`]).
     From(FromInstr),
+    /// `RUN`
     Run(RunInstr),
+    /// `CMD`
     Cmd(CommandLine),
+    /// `ENTRYPOINT`
     Entrypoint(CommandLine),
     /// Key/value pairs, raw.
     Env(Vec<(String, String)>),
+    /// `ARG`
     Arg(Vec<ArgDecl>),
     /// Key/value pairs, raw.
     Label(Vec<(String, String)>),
     /// Port words, raw.
     Expose(Vec<String>),
+    /// `USER`, raw.
     User(String),
+    /// `WORKDIR`, raw.
     Workdir(String),
     /// Paths, raw.
     Volume(Vec<String>),
+    /// `STOPSIGNAL`, raw.
     StopSignal(String),
+    /// `HEALTHCHECK`
     Healthcheck(HealthcheckInstr),
     /// The trigger text (as stored in the image's `OnBuild`) and its parsed form.
     OnBuild(String, Box<Instruction>),
+    /// `SHELL` (JSON form only).
     Shell(Vec<String>),
+    /// `MAINTAINER`, raw.
     Maintainer(String),
+    /// `COPY`
     Copy(CopyInstr),
+    /// `ADD`
     Add(CopyInstr),
 }
 
