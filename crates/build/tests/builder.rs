@@ -232,7 +232,7 @@ async fn run_failure_names_command_and_code() {
 async fn run_mounts_and_env() {
     let e = env();
     write(&e.ctx, &[
-        ("Dockerfile", "FROM busybox\nENV E=e\nWORKDIR /w\nRUN --mount=type=cache,target=/cache,id=c1 --mount=type=bind,source=src,target=/src --network=none sh -c 'cat /src/x >> /cache/log; cat /cache/log; echo $E; pwd'\nUSER 1000\nRUN id -u\n"),
+        ("Dockerfile", "FROM busybox\nENV E=e\nWORKDIR /w\nRUN --mount=type=cache,target=/cache,id=c1 --mount=type=bind,source=src,target=/src --network=none sh -c 'cat /src/x >> /cache/log; cat /cache/log; echo $E; pwd'\nUSER 1000\nRUN id -u\nUSER 0\nRUN --mount=type=bind,source=src,target=/src,rw sh -c 'echo new > /src/x && cat /src/x'\n"),
         ("src/x", "data\n"),
     ]);
     let (r, evs) = build(
@@ -253,6 +253,12 @@ async fn run_mounts_and_env() {
         .collect();
     assert!(out.contains("data\ne\n/w\n"), "{out}");
     assert!(out.contains("1000\n"), "{out}");
+    assert!(out.contains("Running in "), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(e.ctx.join("src/x")).unwrap(),
+        "data\n",
+        "rw binds write to a private copy"
+    );
     let specs = e.host.run_specs.lock().unwrap().clone();
     assert_eq!(specs[0].network, "none");
     assert_eq!(specs[1].network, "default");

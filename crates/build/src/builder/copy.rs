@@ -152,6 +152,11 @@ fn set_owner_mode(
     Ok(())
 }
 
+/// Copies a file or tree `src` to the absolute path `dest` inside `root` (owned by root).
+pub(crate) fn copy_tree(src: &Path, root: &Path, dest: &str) -> std::io::Result<()> {
+    copy_entry(src, root, dest, (0, 0), None)
+}
+
 /// Gives `target` the modification time of the source (like Docker's COPY does).
 fn keep_times(target: &Path, src: &fs::Metadata) -> std::io::Result<()> {
     let mtime = filetime::FileTime::from_last_modification_time(src);

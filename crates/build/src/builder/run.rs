@@ -26,11 +26,23 @@ pub(crate) fn is_proxy_arg(k: &str) -> bool {
     PROXY_ARGS.contains(&k)
 }
 
+/// Up to 12 characters of the end of a host key (`build-0123abcd...` → `0123abcd...`).
+fn short_key(key: &str) -> String {
+    key.rsplit(['-', ':'])
+        .next()
+        .unwrap_or(key)
+        .chars()
+        .take(12)
+        .collect()
+}
+
 /// Mounts resolved for the host, plus the views to release afterwards.
 struct Mounts {
     mounts: Vec<RunMount>,
     views: Vec<WorkRoot>,
     desc: Vec<String>,
+    /// Private copies of context paths mounted read-write (dropped after the step).
+    scratch: Vec<tempfile::TempDir>,
 }
 
 async fn release(run: &Run<'_>, views: Vec<WorkRoot>) {
@@ -77,6 +89,7 @@ async fn resolve_mounts(
         mounts: vec![],
         views: vec![],
         desc: vec![],
+        scratch: vec![],
     };
     for spec in specs {
         let r = resolve_one(run, state, stage, line, spec, &mut m).await;
@@ -171,17 +184,27 @@ async fn resolve_one(
                             message: e.to_string(),
                         }
                     })?;
-                    // The context is shared by later steps: never let a step write into it.
                     let mut h = sha2::Sha256::new();
                     super::copy::hash_tree(&mut h, &path, "").map_err(|e| BuildError::Copy {
                         line,
                         message: format!("hashing bind source {src}: {e}"),
                     })?;
-                    (
-                        path,
-                        true,
-                        format!("context:{src}@{}", hex::encode(h.finalize())),
-                    )
+                    let label = format!("context:{src}@{}", hex::encode(h.finalize()));
+                    // The context is shared by later steps: a writable bind gets a private
+                    // copy whose changes are thrown away, like BuildKit does.
+                    if *readwrite {
+                        let copy_err = |e: std::io::Error| BuildError::Copy {
+                            line,
+                            message: format!("copying bind source {src}: {e}"),
+                        };
+                        let tmp = tempfile::tempdir().map_err(copy_err)?;
+                        super::copy::copy_tree(&path, tmp.path(), "/src").map_err(copy_err)?;
+                        let copied = tmp.path().join("src");
+                        m.scratch.push(tmp);
+                        (copied, false, label)
+                    } else {
+                        (path, true, label)
+                    }
                 }
             };
             if !path.exists() {
@@ -283,7 +306,7 @@ pub(crate) async fn run_step(
     };
     run.emit(BuildEvent::Output(format!(
         " ---> Running in {}\n",
-        super::short_id(&work.key)
+        short_key(&work.key)
     )));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let forward = async {
