@@ -113,6 +113,22 @@ async fn joins_given_netns(rt: Rt) {
     assert_eq!(out.trim(), format!("net:[{ino}]"));
 }
 
+async fn host_netns_and_privileged(rt: Rt) {
+    let script = "readlink /proc/self/ns/net; grep CapEff /proc/self/status; \
+        mount -t tmpfs none /mnt && echo mounted";
+    let f = fixture(rt, "priv", &["sh", "-c", script], |o, _| {
+        o.netns = NetnsMode::Host;
+        o.privileged = true;
+    });
+    std::fs::create_dir_all(f.dir.path().join("rootfs/mnt")).unwrap();
+    let (out, err, exit) = run(&f).await;
+    assert_eq!(exit.code, 0, "{out} {err}");
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_eq!(out.lines().next().unwrap(), host.to_string_lossy());
+    assert!(out.contains("mounted"), "{out}");
+    assert!(!out.contains("CapEff:\t00000000a80425fb"), "{out}");
+}
+
 async fn attach_after_start(rt: Rt) {
     let f = fixture(
         rt,
@@ -148,5 +164,6 @@ both!(
     oom_is_reported,
     missing_executable_fails_create,
     joins_given_netns,
+    host_netns_and_privileged,
     attach_after_start
 );

@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod log;
 pub mod process;
 pub mod server;
+pub mod signals;
 pub mod tty;
 
 use std::collections::HashMap;
@@ -162,7 +163,7 @@ type Ready = (Shim, UnixListener, std::os::fd::OwnedFd);
 
 fn setup(cfg: ShimConfig) -> Result<Ready, ShimSetupError> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| sys("set child subreaper")(e.into()))?;
-    let sig = server::install_sigchld().map_err(|e| sys("install SIGCHLD handler")(e.into()))?;
+    let sig = signals::install_sigchld().map_err(|e| sys("install SIGCHLD handler")(e.into()))?;
     let state_dir = cfg.state_dir.clone();
     std::fs::write(state_dir.join(PID_NAME), std::process::id().to_string()).map_err(sys(
         format!("writing {}", state_dir.join(PID_NAME).display()),

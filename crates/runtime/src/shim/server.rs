@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::socket::{send, MsgFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -14,6 +13,7 @@ use nix::unistd::Pid;
 use super::backend::Backend;
 use super::log::JsonLogger;
 use super::process::{Owner, Proc};
+use super::signals::{pfd, poll};
 use crate::cgroup::CgroupDirs;
 use crate::protocol::{encode_frame, Reply};
 use crate::types::{write_json_atomic, ExitStatus, ShimConfig, EXIT_NAME};
@@ -25,35 +25,6 @@ const MAX_STDIN_BUFFER: usize = 1 << 20;
 
 /// How long the shim stays after the container exited and its last client left.
 const LINGER_MS: i32 = 2000;
-
-/// Write end of the SIGCHLD self-pipe (-1 until installed).
-static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_sigchld(_: libc::c_int) {
-    let fd = SIGCHLD_FD.load(Ordering::Relaxed);
-    if fd >= 0 {
-        // SAFETY: write(2) is async-signal-safe; the buffer is a valid one-byte array.
-        unsafe {
-            libc::write(fd, [0u8].as_ptr().cast(), 1);
-        }
-    }
-}
-
-/// Installs the SIGCHLD handler and returns the self-pipe's read end.
-pub fn install_sigchld() -> nix::Result<OwnedFd> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
-    SIGCHLD_FD.store(w.as_raw_fd(), Ordering::Relaxed);
-    std::mem::forget(w); // lives as long as the process
-    let act = SigAction::new(
-        SigHandler::Handler(on_sigchld),
-        SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
-        SigSet::empty(),
-    );
-    // SAFETY: the handler only calls write(2).
-    unsafe { sigaction(Signal::SIGCHLD, &act) }?;
-    Ok(r)
-}
 
 /// What a connection is doing.
 pub enum ConnState {
@@ -114,28 +85,6 @@ enum Token {
     Out(Owner, usize),
     Stdin(Owner),
     Conn(usize),
-}
-
-/// Waits for events; returns the number of ready descriptors (0 on timeout).
-fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> std::io::Result<i32> {
-    // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd structs.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != ErrorKind::Interrupted {
-            return Err(e);
-        }
-        return Ok(-1);
-    }
-    Ok(n)
-}
-
-fn pfd(fd: RawFd, events: i16) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
 }
 
 impl Shim {

@@ -18,7 +18,8 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability known to this kernel generation (granted to privileged containers).
+/// Every capability, in kernel bit order (index = capability number); privileged containers
+/// get those of them the daemon holds in its bounding set.
 pub const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
