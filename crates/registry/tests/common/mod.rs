@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod token;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,6 +42,18 @@ impl Registry {
         Registry::start_with(Some((user, pass)))
     }
 
+    /// Starts a registry that trusts bearer tokens from `realm`, signed
+    /// with the key of `cert`.
+    pub fn start_with_token_auth(realm: &str, cert: &Path) -> Registry {
+        let auth = format!(
+            "auth:\n  token: {{realm: \"{realm}\", service: {}, issuer: {}, rootcertbundle: {}}}\n",
+            token::SERVICE,
+            token::ISSUER,
+            cert.display()
+        );
+        Registry::start_cfg(auth)
+    }
+
     fn start_with(basic: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let mut auth = String::new();
@@ -56,6 +70,14 @@ impl Registry {
                 file.display()
             );
         }
+        Registry::start_in(dir, auth)
+    }
+
+    fn start_cfg(auth: String) -> Registry {
+        Registry::start_in(tempfile::tempdir().unwrap(), auth)
+    }
+
+    fn start_in(dir: tempfile::TempDir, auth: String) -> Registry {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("config.yml");
