@@ -463,3 +463,34 @@ async fn from_tar_context_to_image() {
     assert!(root.join("ctx/keep").is_file());
     assert!(!root.join("ctx/x.secret").exists(), ".dockerignore applies");
 }
+
+#[tokio::test]
+async fn shebang_heredoc_runs_as_a_script() {
+    let e = env();
+    write(
+        &e.ctx,
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN <<EOF\n#!/bin/cat\nhello-cat\nEOF\n",
+        )],
+    );
+    let (r, evs) = build(&e, tagged("sb:1")).await;
+    r.unwrap();
+    let out: String = evs
+        .iter()
+        .filter_map(|ev| match ev {
+            BuildEvent::Output(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(out.contains("#!/bin/cat\nhello-cat\n"), "{out}");
+    let (img, root) = e.host.image_by_tag("sb:1");
+    assert_eq!(
+        std::fs::read_dir(root.unwrap().join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "the script file is gone"
+    );
+    assert_eq!(img["history"].as_array().unwrap().len(), 2);
+}

@@ -53,7 +53,7 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
-    /// Unpacks a (possibly gzip-compressed) tar context into a new temp dir under `parent`
+    /// Unpacks a (possibly gzip, bzip2 or xz compressed) tar context into a new temp dir under `parent`
     /// (the system temp dir if `None`), locates the Dockerfile (`dockerfile` is a path inside
     /// the tar; empty means `Dockerfile`, falling back to `dockerfile`), and removes what
     /// `.dockerignore` excludes, except the Dockerfile and `.dockerignore` themselves.
@@ -91,14 +91,17 @@ impl BuildContext {
     }
 }
 
-/// Unpacks a plain or gzip tar stream into `dest`, refusing absolute paths and `..`
+/// Unpacks a plain, gzip, bzip2 or xz tar stream into `dest`, refusing absolute paths and `..`
 /// components and never writing through symlinks outside `dest`.
 pub fn extract_tar<R: Read>(reader: R, dest: &Path) -> Result<(), ContextError> {
     let mut buf = BufReader::new(reader);
     let head = buf.fill_buf().map_err(ContextError::Tar)?;
-    let gz = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
-    let input: Box<dyn Read> = if gz {
+    let input: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::GzDecoder::new(buf))
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::BzDecoder::new(buf))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Box::new(xz2::read::XzDecoder::new(buf))
     } else {
         Box::new(buf)
     };

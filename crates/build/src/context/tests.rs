@@ -36,6 +36,16 @@ fn unpacks_plain_and_gzip_and_applies_ignore() {
     std::io::Write::write_all(&mut gz, &tar_of(&[("sub/.df.123", b"FROM x\n")])).unwrap();
     let ctx = BuildContext::from_tar(&gz.finish().unwrap()[..], "./sub/.df.123", None).unwrap();
     assert_eq!(ctx.dockerfile(), "sub/.df.123");
+
+    let plain = tar_of(&[("Dockerfile", b"FROM x\n")]);
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    std::io::Write::write_all(&mut bz, &plain).unwrap();
+    let ctx = BuildContext::from_tar(&bz.finish().unwrap()[..], "", None).unwrap();
+    assert!(ctx.path().join("Dockerfile").is_file());
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    std::io::Write::write_all(&mut xz, &plain).unwrap();
+    let ctx = BuildContext::from_tar(&xz.finish().unwrap()[..], "", None).unwrap();
+    assert!(ctx.path().join("Dockerfile").is_file());
 }
 
 #[test]

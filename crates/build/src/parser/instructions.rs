@@ -229,6 +229,19 @@ fn parse_copy(
     })
 }
 
+/// A shell command that runs a `#!` heredoc as an executable script, like BuildKit: the
+/// script is written to a temporary file that is removed again (so it leaves no trace in
+/// the layer).
+fn shebang_script(content: &str) -> String {
+    let mut delim = String::from("BERTH_HEREDOC");
+    while content.lines().any(|l| l == delim) {
+        delim.push('_');
+    }
+    format!(
+        "f=\"${{TMPDIR:-/tmp}}/.berth-heredoc-$$\"; cat > \"$f\" <<'{delim}'\n{content}{delim}\nchmod 700 \"$f\" && \"$f\"; rc=$?; rm -f \"$f\"; exit $rc"
+    )
+}
+
 fn parse_run(
     flags: &Flags,
     rest: &str,
@@ -265,7 +278,9 @@ fn parse_run(
                 && super::lexer::heredoc_markers(t).len() == 1
                 && !t.contains(char::is_whitespace)
         };
-        if only_heredoc {
+        if only_heredoc && heredocs[0].content.starts_with("#!") {
+            *text = shebang_script(&heredocs[0].content);
+        } else if only_heredoc {
             *text = heredocs[0].content.clone();
         } else {
             for h in heredocs {
