@@ -109,29 +109,21 @@ fn unpack_one(
                 actual: applied.diff_id,
             });
         }
-        match snaps.commit(name, &key) {
-            // Another unpack of the same layer won the race: theirs is as good.
-            Err(SnapshotError::AlreadyExists(_)) => {
-                Err(SnapshotError::AlreadyExists(name.to_string()))
-            }
-            other => other,
-        }
-        .map_err(snap_err)
+        snaps.commit(name, &key).map_err(snap_err)
     })();
+    if result.is_err() {
+        // Never leave the half-done extraction behind. (If the commit failed
+        // because a concurrent unpack of the same layer committed first,
+        // the caller's next `exists` check sees that snapshot.)
+        if let Err(rm) = snaps.remove(&key) {
+            tracing::warn!(key = %key, error = %rm, "could not remove failed extraction snapshot");
+        }
+    }
     match result {
-        Ok(()) => Ok(()),
         Err(UnpackError::Snapshot {
-            source: SnapshotError::AlreadyExists(ref n),
+            source: SnapshotError::AlreadyExists(_),
             ..
-        }) if n == name => {
-            let _ = snaps.remove(&key);
-            Ok(())
-        }
-        Err(e) => {
-            if let Err(rm) = snaps.remove(&key) {
-                tracing::warn!(key = %key, error = %rm, "could not remove failed extraction snapshot");
-            }
-            Err(e)
-        }
+        }) if snaps.exists(name) => Ok(()),
+        other => other,
     }
 }

@@ -78,3 +78,31 @@ fn wrong_diff_id_leaves_nothing_committed() {
     assert!(matches!(err, UnpackError::Content { .. }), "{err}");
     assert!(snaps.list().is_empty());
 }
+
+#[test]
+fn concurrent_unpacks_of_one_image_share_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path().join("content")).unwrap();
+    let snaps = Snapshotter::open(tmp.path().join("snap")).unwrap();
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let l1 = layer(&[("big", &big)]);
+    let l2 = layer(&[("small", b"s")]);
+    let layers: Vec<(Digest, Digest)> = [&l1, &l2]
+        .iter()
+        .map(|l| (store.write_blob(&gz(l)).unwrap(), Digest::sha256_of(l)))
+        .collect();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| unpack_layers(&store, &snaps, &layers)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = results[0].as_ref().unwrap().clone();
+    for r in &results {
+        assert_eq!(r.as_ref().unwrap(), &first);
+    }
+    // Only the two committed layers remain: no extract-* leftovers.
+    let names: Vec<String> = snaps.list().into_iter().map(|i| i.name).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("sha256:")));
+}
