@@ -102,11 +102,44 @@ impl CgroupDirs {
                 .unwrap_or(0)
         };
         let pids = num(self.v1_or_v2(&self.pids, "pids.current", "pids.current")).unwrap_or(0);
+        let pids_limit = num(self.v1_or_v2(&self.pids, "pids.max", "pids.max"))
+            .filter(|l| *l != u64::MAX)
+            .unwrap_or(0);
+        let memory_inactive_file = match &self.memory {
+            Some(_) => self
+                .v1_or_v2(&self.memory, "memory.stat", "")
+                .and_then(|t| keyed(&t, "total_inactive_file")),
+            None => self
+                .v1_or_v2(&None, "", "memory.stat")
+                .and_then(|t| keyed(&t, "inactive_file")),
+        }
+        .unwrap_or(0);
+        let (cpu_user_ns, cpu_system_ns) = if self.cpu.is_some() {
+            // cpuacct.stat counts USER_HZ ticks (100 per second on Linux).
+            let t = self
+                .v1_or_v2(&self.cpu, "cpuacct.stat", "")
+                .unwrap_or_default();
+            let tick = 10_000_000;
+            (
+                keyed(&t, "user").unwrap_or(0) * tick,
+                keyed(&t, "system").unwrap_or(0) * tick,
+            )
+        } else {
+            let t = self.v1_or_v2(&None, "", "cpu.stat").unwrap_or_default();
+            (
+                keyed(&t, "user_usec").unwrap_or(0) * 1000,
+                keyed(&t, "system_usec").unwrap_or(0) * 1000,
+            )
+        };
         CgroupStats {
             memory_usage,
             memory_limit,
             cpu_total_ns,
             pids,
+            memory_inactive_file,
+            cpu_user_ns,
+            cpu_system_ns,
+            pids_limit,
         }
     }
 

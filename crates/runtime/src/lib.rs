@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod client;
+pub mod logs;
 pub mod protocol;
 pub mod shim;
 pub mod spec;

@@ -141,6 +141,18 @@ pub struct CgroupStats {
     pub cpu_total_ns: u64,
     /// number of tasks
     pub pids: u64,
+    /// inactive file cache, bytes (Docker shows usage minus this)
+    #[serde(default)]
+    pub memory_inactive_file: u64,
+    /// CPU time in user mode, nanoseconds
+    #[serde(default)]
+    pub cpu_user_ns: u64,
+    /// CPU time in kernel mode, nanoseconds
+    #[serde(default)]
+    pub cpu_system_ns: u64,
+    /// pids limit (0 when unlimited)
+    #[serde(default)]
+    pub pids_limit: u64,
 }
 
 /// File names inside the state directory.

@@ -167,6 +167,7 @@ async fn detached_and_controls(rt: Rt) {
     let stats = c.stats().await.unwrap();
     assert_eq!(stats.memory_limit, 64 << 20);
     assert!(stats.pids >= 1);
+    assert!(stats.cpu_total_ns > 0);
     assert_eq!(c.state().await.unwrap().status, ContainerStatus::Running);
     c.pause().await.unwrap();
     assert_eq!(c.state().await.unwrap().status, ContainerStatus::Paused);
