@@ -291,6 +291,7 @@ impl Networking {
             let _ = delete_link(&self.handle, &endpoint.host_veth).await;
             return Err(e);
         }
+        wait_forwarding(&endpoint.host_veth).await;
         Ok(endpoint)
     }
 
@@ -344,6 +345,24 @@ impl Networking {
             .await
             .map_err(nl("delete veth", &endpoint.host_veth))
     }
+}
+
+/// Waits until the bridge forwards through port `veth`. The kernel enables a
+/// bridge port only after its link-state worker has seen the carrier come up,
+/// which runs asynchronously; until then the container's first packets (a DNS
+/// query, say) are dropped. Gives up silently after two seconds: the port
+/// will still come up, just later.
+async fn wait_forwarding(veth: &str) {
+    const FORWARDING: &str = "3";
+    let path = format!("/sys/class/net/{veth}/brport/state");
+    for _ in 0..2000 {
+        match std::fs::read_to_string(&path) {
+            Ok(state) if state.trim() == FORWARDING => return,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+            Err(_) => return,
+        }
+    }
+    tracing::warn!("bridge port {veth} is not forwarding yet");
 }
 
 /// Removes everything the instance using nft table `table` made: every bridge

@@ -41,6 +41,14 @@ async fn connect_disconnect_cost() {
             .await
             .unwrap();
         let mid = start.elapsed();
+        let state =
+            std::fs::read_to_string(format!("/sys/class/net/{}/brport/state", ep.host_veth))
+                .unwrap();
+        assert_eq!(
+            state.trim(),
+            "3",
+            "bridge port not forwarding after connect"
+        );
         nw.disconnect(&ep).await.unwrap();
         let disc = start.elapsed() - mid;
         berth_network::remove_netns(p).unwrap();
