@@ -92,6 +92,11 @@ fn key_values(
 }
 
 fn parse_mount(spec: &str, line: usize) -> Result<MountSpec, ParseError> {
+    // `--mount="type=bind,source=a b,target=/x"`: the whole value may be quoted.
+    let spec = match spec.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => spec,
+    };
     let mut kind = "bind".to_string();
     let (mut target, mut source, mut from, mut id) = (None, None, None, None);
     let (mut sharing, mut ro, mut rw) = (Sharing::Shared, false, false);

@@ -122,6 +122,18 @@ fn run_forms_and_flags() {
         }
     );
     assert_eq!(r.command, CommandLine::Shell("make".into()));
+    let Instruction::Run(r) = one("RUN --mount=\"type=bind,source=a b,target=/x\" true") else {
+        panic!()
+    };
+    assert_eq!(
+        r.mounts[0],
+        MountSpec::Bind {
+            source: Some("a b".into()),
+            target: "/x".into(),
+            from: None,
+            readwrite: false
+        }
+    );
     assert!(parse("FROM a\nRUN --mount=type=secret,target=/x true\n").is_err());
     assert!(parse("FROM a\nRUN --mount=type=cache true\n").is_err());
     assert!(matches!(
