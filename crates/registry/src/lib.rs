@@ -9,8 +9,10 @@ mod client;
 mod error;
 mod pull;
 mod push;
+mod push_image;
 
 pub use auth::Credentials;
 pub use client::{ClientConfig, FetchedManifest, RegistryClient};
 pub use error::RegistryError;
 pub use pull::{pull_to_store, LayerDesc, PullEvent, PulledManifest};
+pub use push_image::{push_from_store, PushEvent};

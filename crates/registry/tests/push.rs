@@ -7,7 +7,7 @@ use std::process::Command;
 use berth_content::{ContentStore, Digest};
 use berth_image::manifest::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST_V2};
 use berth_image::{unpack_layers, Reference, UnpackError};
-use berth_registry::{pull_to_store, ClientConfig, RegistryClient};
+use berth_registry::{pull_to_store, push_from_store, ClientConfig, PushEvent, RegistryClient};
 use berth_snapshot::Snapshotter;
 use common::{make_busybox_layout, skopeo_push, Registry};
 
@@ -233,4 +233,55 @@ async fn push_pulled_image_to_another_repo() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["Digest"], d.to_string());
     assert_eq!(v["Layers"].as_array().unwrap().len(), pulled.layers.len());
+}
+
+#[tokio::test]
+async fn push_from_store_then_pull_back() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = make_busybox_layout(tmp.path());
+    skopeo_push(&layout, &format!("{}/busybox:1", reg.addr), "oci");
+    let store = ContentStore::open(tmp.path().join("content")).unwrap();
+    let c = client();
+    let src: Reference = format!("{}/busybox:1", reg.addr).parse().unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let pulled = pull_to_store(&c, &store, &src, None, tx).await.unwrap();
+
+    let dst: Reference = format!("{}/mine/bb:v1", reg.addr).parse().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let d = push_from_store(&c, &store, &dst, &pulled.manifest_digest, None, tx)
+        .await
+        .unwrap();
+    assert_eq!(d, pulled.manifest_digest);
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    for l in &pulled.layers {
+        assert!(
+            events.contains(&PushEvent::Pushed(l.digest.short().to_string())),
+            "{events:?}"
+        );
+    }
+    assert!(
+        matches!(events.last(), Some(PushEvent::ManifestPushed { .. })),
+        "{events:?}"
+    );
+
+    // Pushing again finds every layer there.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    push_from_store(&c, &store, &dst, &pulled.manifest_digest, None, tx)
+        .await
+        .unwrap();
+    let mut exists = 0;
+    while let Ok(e) = rx.try_recv() {
+        exists += usize::from(matches!(e, PushEvent::LayerAlreadyExists(_)));
+    }
+    assert_eq!(exists, pulled.layers.len());
+
+    // And it pulls back into a fresh store.
+    let fresh = ContentStore::open(tmp.path().join("fresh")).unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let again = pull_to_store(&c, &fresh, &dst, None, tx).await.unwrap();
+    assert_eq!(again.config_digest, pulled.config_digest);
 }
