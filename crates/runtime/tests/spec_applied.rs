@@ -115,7 +115,7 @@ async fn joins_given_netns(rt: Rt) {
 
 async fn host_netns_and_privileged(rt: Rt) {
     let script = "readlink /proc/self/ns/net; grep CapEff /proc/self/status; \
-        mount -t tmpfs none /mnt && echo mounted";
+        mount -t tmpfs none /mnt && echo mounted; test -c /dev/loop-control && echo devices";
     let f = fixture(rt, "priv", &["sh", "-c", script], |o, _| {
         o.netns = NetnsMode::Host;
         o.privileged = true;
@@ -126,6 +126,7 @@ async fn host_netns_and_privileged(rt: Rt) {
     let host = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert_eq!(out.lines().next().unwrap(), host.to_string_lossy());
     assert!(out.contains("mounted"), "{out}");
+    assert!(out.contains("devices"), "host devices are visible: {out}");
     assert!(!out.contains("CapEff:\t00000000a80425fb"), "{out}");
 }
 

@@ -387,10 +387,56 @@ fn host_device(path: &Path) -> Result<(&'static str, i64, i64, u32), SpecError> 
     Ok((kind, major, minor, md.mode() & 0o7777))
 }
 
+fn device_node(path: &str, kind: &str, major: i64, minor: i64, mode: u32) -> Value {
+    json!({
+        "path": path, "type": kind, "major": major, "minor": minor,
+        "fileMode": mode, "uid": 0, "gid": 0,
+    })
+}
+
+/// Every device node under `dir` (recursively), as a privileged container gets them; the
+/// container's own /dev/pts, /dev/shm, /dev/mqueue and console are left out.
+fn host_devices(dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            let skip = ["/dev/pts", "/dev/shm", "/dev/mqueue"];
+            if !skip.iter().any(|s| path == Path::new(s)) {
+                out.extend(host_devices(&path));
+            }
+            continue;
+        }
+        if ft.is_symlink() || path == Path::new("/dev/console") || path == Path::new("/dev/ptmx") {
+            continue;
+        }
+        if let Ok((kind, major, minor, mode)) = host_device(&path) {
+            out.push(device_node(
+                &path.to_string_lossy(),
+                kind,
+                major,
+                minor,
+                mode,
+            ));
+        }
+    }
+    out
+}
+
 /// (linux.devices, linux.resources.devices)
 fn devices(o: &SpecOptions) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
     if o.privileged {
-        return Ok((Vec::new(), vec![json!({"allow": true, "access": "rwm"})]));
+        let mut nodes = host_devices(Path::new("/dev"));
+        for d in &o.devices {
+            let (kind, major, minor, mode) = host_device(&d.path_on_host)?;
+            nodes.retain(|n| n["path"] != json!(d.path_in_container));
+            nodes.push(device_node(&d.path_in_container, kind, major, minor, mode));
+        }
+        return Ok((nodes, vec![json!({"allow": true, "access": "rwm"})]));
     }
     let mut rules = vec![json!({"allow": false, "access": "rwm"})];
     for (major, minor) in ALLOWED_CHAR_DEVICES {
@@ -408,10 +454,7 @@ fn devices(o: &SpecOptions) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
         } else {
             &d.permissions
         };
-        nodes.push(json!({
-            "path": d.path_in_container, "type": kind, "major": major, "minor": minor,
-            "fileMode": mode, "uid": 0, "gid": 0,
-        }));
+        nodes.push(device_node(&d.path_in_container, kind, major, minor, mode));
         rules.push(
             json!({"allow": true, "type": kind, "major": major, "minor": minor, "access": perms}),
         );
