@@ -79,14 +79,15 @@ impl ResolvConf {
 }
 
 /// The host's nameservers a container on the default bridge may use:
-/// loopback ones are dropped, and if none remain Google's public resolvers
-/// are used, as Docker does.
+/// loopback ones are dropped, and so are IPv6 ones (Berth's networks are
+/// IPv4-only, and Docker drops them when IPv6 is off); if none remain,
+/// Google's public resolvers are used, as Docker does.
 pub fn host_nameservers(host: &ResolvConf) -> Vec<IpAddr> {
     let kept: Vec<IpAddr> = host
         .nameservers
         .iter()
         .copied()
-        .filter(|ip| !ip.is_loopback())
+        .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
         .collect();
     if kept.is_empty() {
         FALLBACK_NAMESERVERS.to_vec()
@@ -182,7 +183,7 @@ mod tests {
         assert_eq!(host_nameservers(&host), FALLBACK_NAMESERVERS.to_vec());
         assert_eq!(host.options, vec!["edns0", "trust-ad"]);
         let host = ResolvConf::parse(
-            "# c\nnameserver 127.0.0.1\nnameserver 10.0.0.2 # x\nnameserver ::1\n",
+            "# c\nnameserver 127.0.0.1\nnameserver 10.0.0.2 # x\nnameserver ::1\nnameserver 2001:db8::1\n",
         );
         assert_eq!(
             host_nameservers(&host),
