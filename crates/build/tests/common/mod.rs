@@ -293,7 +293,7 @@ impl BuildHost for TestHost {
         let new_hash = tree_hash(&work.rootfs);
         let parent_hash = match &parent {
             Some(p) => tree_hash(&self.layer_dir(p)),
-            None => tree_hash(&tempfile::tempdir().unwrap().keep()),
+            None => tree_hash(tempfile::tempdir().unwrap().path()),
         };
         if new_hash == parent_hash {
             std::fs::remove_dir_all(&work.rootfs).unwrap();
