@@ -329,8 +329,27 @@ impl RegistryClient {
 
     /// Fetches the manifest or index `r` names (by digest if it has one,
     /// else by tag), accepting all four manifest media types. When pulling
-    /// by digest the bytes are verified against it.
+    /// by digest the bytes are verified against it. Transient failures
+    /// (5xx, broken connections) are tried 3 times.
     pub async fn get_manifest(
+        &self,
+        r: &Reference,
+        creds: Option<&Credentials>,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
+            match self.get_manifest_once(r, creds).await {
+                Err(e) if e.is_transient() && attempt < 3 => {
+                    tracing::warn!(image = %r.familiar(), attempt, error = %e, "manifest fetch failed, retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_manifest_once(
         &self,
         r: &Reference,
         creds: Option<&Credentials>,

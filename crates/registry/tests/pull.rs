@@ -189,3 +189,54 @@ async fn resumes_a_partial_blob() {
         .unwrap();
     assert_eq!(store.read(&big.digest).unwrap(), bytes);
 }
+
+#[tokio::test]
+async fn retries_5xx_and_resumes_broken_downloads() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = make_busybox_layout(tmp.path());
+    skopeo_push(&layout, &format!("{}/busybox:1", reg.addr), "oci");
+    let proxy = common::flaky::FlakyProxy::start(&reg.addr);
+    let store = ContentStore::open(tmp.path().join("content")).unwrap();
+    let c = RegistryClient::new(ClientConfig {
+        max_concurrent_downloads: 1,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let r: Reference = format!("{}/busybox:1", proxy.addr).parse().unwrap();
+    let big_layer = {
+        // The proxy answers the first manifest request with 503: retried.
+        let m = c.get_manifest(&r, None).await.unwrap();
+        let (berth_image::Manifest::Image(m), _) =
+            berth_image::parse_manifest(&m.bytes, Some(&m.media_type)).unwrap()
+        else {
+            panic!("expected an image manifest")
+        };
+        m.layers.into_iter().max_by_key(|l| l.size).unwrap()
+    };
+    c.fetch_blob(
+        &r,
+        &big_layer.digest,
+        Some(big_layer.size),
+        &store,
+        None,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(store.has(&big_layer.digest));
+    let seen = proxy.seen.lock().unwrap().clone();
+    let blob_gets: Vec<&String> = seen
+        .iter()
+        .filter(|s| s.starts_with("GET") && s.contains("/blobs/"))
+        .collect();
+    assert_eq!(blob_gets.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].contains("/manifests/") && seen[1].contains("/manifests/"),
+        "{seen:?}"
+    );
+    assert!(
+        blob_gets[1].to_ascii_lowercase().contains("range: bytes="),
+        "{seen:?}"
+    );
+}

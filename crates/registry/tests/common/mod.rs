@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod flaky;
 pub mod token;
 
 use std::net::TcpListener;
