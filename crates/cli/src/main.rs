@@ -17,7 +17,8 @@ mod template;
 use clap::{Parser, Subcommand};
 
 use cmd::{
-    build, container, cp, exec, image, inspect, lifecycle, logs, network, ps, stats, system, volume,
+    build, container, cp, exec, image, image_io, inspect, lifecycle, login, logs, network, ps,
+    stats, system, volume,
 };
 use error::{CliError, CmdResult};
 
@@ -55,9 +56,9 @@ enum Command {
     /// Remove one or more images
     Rmi(image::RmiArgs),
     /// Save one or more images to a tar archive
-    Save(image::SaveArgs),
+    Save(image_io::SaveArgs),
     /// Load an image from a tar archive or STDIN
-    Load(image::LoadArgs),
+    Load(image_io::LoadArgs),
     /// Build an image from a Dockerfile
     Build(build::BuildArgs),
     /// Create and run a new container from an image
@@ -109,9 +110,9 @@ enum Command {
     /// Get real time events from the server
     Events(system::EventsArgs),
     /// Log in to a registry
-    Login(system::LoginArgs),
+    Login(login::LoginArgs),
     /// Log out from a registry
-    Logout(system::LogoutArgs),
+    Logout(login::LogoutArgs),
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCmd),
@@ -181,8 +182,8 @@ async fn dispatch(c: &client::Client, cmd: Command) -> CmdResult {
         Command::Image(a) => image::image(c, a).await,
         Command::Tag(a) => image::tag(c, a).await,
         Command::Rmi(a) => image::rmi(c, a).await,
-        Command::Save(a) => image::save(c, a).await,
-        Command::Load(a) => image::load(c, a).await,
+        Command::Save(a) => image_io::save(c, a).await,
+        Command::Load(a) => image_io::load(c, a).await,
         Command::Build(a) => build::build(c, a).await,
         Command::Run(a) => container::run(c, a).await,
         Command::Create(a) => container::create(c, a).await,
@@ -207,8 +208,8 @@ async fn dispatch(c: &client::Client, cmd: Command) -> CmdResult {
         Command::Stats(a) => stats::stats(c, a).await,
         Command::Cp(a) => cp::cp(c, a).await,
         Command::Events(a) => system::events(c, a).await,
-        Command::Login(a) => system::login(c, a).await,
-        Command::Logout(a) => system::logout(a),
+        Command::Login(a) => login::login(c, a).await,
+        Command::Logout(a) => login::logout(a),
         Command::Network(a) => network::network(c, a).await,
         Command::Volume(a) => volume::volume(c, a).await,
         Command::System(a) => system::system(c, a).await,

@@ -43,13 +43,10 @@ pub struct CreateArgs {
 
 /// Exit code docker uses when a container's process cannot be started.
 pub fn start_failure_code(message: &str) -> i32 {
-    let m = message.to_lowercase();
-    if m.contains("executable file not found")
-        || m.contains("no such file or directory")
-        || m.contains("not found in $path")
-    {
+    let m = message;
+    if m.contains("executable file not found") || m.contains("no such file or directory") {
         127
-    } else if m.contains("permission denied") {
+    } else if m.contains("permission denied") || m.contains("is a directory") {
         126
     } else {
         125
@@ -154,6 +151,29 @@ pub fn spawn_resizer(c: Client, path: String) {
     });
 }
 
+/// Forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT received by the client to the container
+/// (docker's `--sig-proxy`, on for attached non-tty containers).
+pub fn spawn_signal_proxy(c: Client, id: String) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+    ];
+    for (kind, name) in kinds {
+        let Ok(mut sig) = signal(kind) else { continue };
+        let c = c.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            while sig.recv().await.is_some() {
+                let q = query(&[("signal", name.to_owned())]);
+                let _ = c.post(&format!("/containers/{id}/kill?{q}"), None).await;
+            }
+        });
+    }
+}
+
 /// Starts waiting on a container (`condition` next-exit or removed); the returned task yields
 /// its exit code. Returns once the daemon has accepted the wait (or after a grace period).
 async fn begin_wait(
@@ -223,6 +243,8 @@ async fn attach_start_wait(
     };
     if tty {
         spawn_resizer(c.clone(), format!("/containers/{id}/resize"));
+    } else {
+        spawn_signal_proxy(c.clone(), id.to_owned());
     }
     stdio::pump(hijacked, tty, stdin).await?;
     drop(_raw);

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::auth;
 use crate::client::{self, query, Client};
+use crate::cmd::image_io;
 use crate::error::{for_each, CliError, CmdResult};
 use crate::output::{self, ago, created_at, human_size, short_id};
 use crate::parse::filters_json;
@@ -368,131 +369,6 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> CmdResult {
     .await
 }
 
-/// `image prune` flags.
-#[derive(Args, Debug)]
-pub struct ImagePruneArgs {
-    /// Remove all unused images, not just dangling ones
-    #[arg(short = 'a', long)]
-    pub all: bool,
-    /// Do not prompt for confirmation
-    #[arg(short = 'f', long)]
-    pub force: bool,
-    /// Provide filter values
-    #[arg(long)]
-    pub filter: Vec<String>,
-}
-
-/// `berth image prune`.
-pub async fn prune(c: &Client, a: ImagePruneArgs) -> CmdResult {
-    let mut f = a.filter.clone();
-    f.push(format!("dangling={}", !a.all));
-    let r = c
-        .post(
-            &format!("/images/prune?{}", query(&[("filters", filters_json(&f))])),
-            None,
-        )
-        .await?;
-    if r["ImagesDeleted"].as_array().is_some_and(|a| !a.is_empty()) {
-        println!("Deleted Images:");
-        for item in r["ImagesDeleted"].as_array().into_iter().flatten() {
-            if let Some(u) = item["Untagged"].as_str() {
-                println!("untagged: {u}");
-            }
-            if let Some(d) = item["Deleted"].as_str() {
-                println!("deleted: {d}");
-            }
-        }
-        println!();
-    }
-    println!(
-        "Total reclaimed space: {}",
-        human_size(r["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-    );
-    Ok(0)
-}
-
-/// `save` flags.
-#[derive(Args, Debug)]
-pub struct SaveArgs {
-    /// Write to a file, instead of STDOUT
-    #[arg(short = 'o', long)]
-    pub output: Option<String>,
-    /// Images
-    #[arg(required = true)]
-    pub images: Vec<String>,
-}
-
-/// `berth save`.
-pub async fn save(c: &Client, a: SaveArgs) -> CmdResult {
-    if a.output.is_none() && is_tty(1) {
-        return Err(CliError::Usage(
-            "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
-        ));
-    }
-    let q: Vec<(&str, String)> = a.images.iter().map(|i| ("names", i.clone())).collect();
-    let resp = c
-        .send(
-            "GET",
-            &format!("/images/get?{}", query(&q)),
-            &[],
-            None,
-            false,
-        )
-        .await?;
-    let mut reader = crate::stdio::body_reader(resp);
-    match &a.output {
-        Some(path) => {
-            let mut f = tokio::fs::File::create(path)
-                .await
-                .map_err(CliError::io(format!("creating {path}")))?;
-            tokio::io::copy(&mut reader, &mut f)
-                .await
-                .map_err(CliError::io(format!("writing {path}")))?;
-        }
-        None => {
-            let mut out = tokio::io::stdout();
-            tokio::io::copy(&mut reader, &mut out)
-                .await
-                .map_err(CliError::io("writing stdout"))?;
-        }
-    }
-    Ok(0)
-}
-
-/// `load` flags.
-#[derive(Args, Debug)]
-pub struct LoadArgs {
-    /// Read from tar archive file, instead of STDIN
-    #[arg(short = 'i', long)]
-    pub input: Option<String>,
-    /// Suppress the load output
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
-}
-
-/// `berth load`.
-pub async fn load(c: &Client, a: LoadArgs) -> CmdResult {
-    let data = match &a.input {
-        Some(p) => tokio::fs::read(p)
-            .await
-            .map_err(CliError::io(format!("reading {p}")))?,
-        None => {
-            if is_tty(0) {
-                return Err(CliError::Usage(
-                    "requested load from stdin, but stdin is empty".into(),
-                ));
-            }
-            let mut v = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
-                .map_err(CliError::io("reading stdin"))?;
-            v
-        }
-    };
-    let path = format!("/images/load?{}", query(&[("quiet", a.quiet.to_string())]));
-    stream_progress(c, "POST", &path, &[], Some(Bytes::from(data)), false, false).await?;
-    Ok(0)
-}
-
 /// `image` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
@@ -511,11 +387,11 @@ pub enum ImageCmd {
     #[command(alias = "remove")]
     Rm(RmiArgs),
     /// Remove unused images
-    Prune(ImagePruneArgs),
+    Prune(image_io::ImagePruneArgs),
     /// Save one or more images to a tar archive
-    Save(SaveArgs),
+    Save(image_io::SaveArgs),
     /// Load an image from a tar archive or STDIN
-    Load(LoadArgs),
+    Load(image_io::LoadArgs),
     /// Build an image from a Dockerfile
     Build(crate::cmd::build::BuildArgs),
 }
@@ -529,9 +405,9 @@ pub async fn image(c: &Client, cmd: ImageCmd) -> CmdResult {
         ImageCmd::Push(a) => push(c, a).await,
         ImageCmd::Tag(a) => tag(c, a).await,
         ImageCmd::Rm(a) => rmi(c, a).await,
-        ImageCmd::Prune(a) => prune(c, a).await,
-        ImageCmd::Save(a) => save(c, a).await,
-        ImageCmd::Load(a) => load(c, a).await,
+        ImageCmd::Prune(a) => image_io::prune(c, a).await,
+        ImageCmd::Save(a) => image_io::save(c, a).await,
+        ImageCmd::Load(a) => image_io::load(c, a).await,
         ImageCmd::Build(a) => crate::cmd::build::build(c, a).await,
     }
 }
