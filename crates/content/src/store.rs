@@ -229,6 +229,35 @@ impl ContentStore {
         Ok(out)
     }
 
+    /// Partial downloads present under `ingest/`: digest and bytes so far.
+    pub fn list_ingests(&self) -> Result<Vec<(Digest, u64)>, ContentError> {
+        let dir = self.ingest_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            let entry = entry.map_err(io_err("read directory", &dir))?;
+            let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            else {
+                continue;
+            };
+            let len = entry
+                .metadata()
+                .map_err(io_err("stat", &entry.path()))?
+                .len();
+            out.push((d, len));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Discards the partial download of `digest`, waiting for a writer that
+    /// holds it. Absent partials are fine.
+    pub fn abort_ingest(&self, digest: &Digest) -> Result<(), ContentError> {
+        self.ingest(digest)?.abort()
+    }
+
     /// Starts or resumes writing the blob `digest`, waiting while another
     /// writer holds it. Data already received is kept: see [`Ingest::offset`].
     pub fn ingest(&self, digest: &Digest) -> Result<Ingest, ContentError> {

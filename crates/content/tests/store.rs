@@ -128,3 +128,15 @@ fn write_stream_hashes_unknown_content() {
         0
     );
 }
+
+#[test]
+fn list_and_abort_ingests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path()).unwrap();
+    let d = Digest::sha256_of(b"partial data");
+    store.ingest(&d).unwrap().write_all(b"partial").unwrap();
+    assert_eq!(store.list_ingests().unwrap(), vec![(d.clone(), 7)]);
+    store.abort_ingest(&d).unwrap();
+    assert!(store.list_ingests().unwrap().is_empty());
+    assert!(store.list().unwrap().is_empty());
+}
