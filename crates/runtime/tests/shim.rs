@@ -240,6 +240,78 @@ async fn exec_stdin(rt: Rt) {
     within(c.wait()).await.unwrap();
 }
 
+async fn execs_do_not_leak_fds(rt: Rt) {
+    let f = fixture(rt, "leak", &["sleep", "1000"], |_, _| {});
+    let (p, c) = spawn(&f).await;
+    c.start().await.unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", p.shim_pid))
+            .unwrap()
+            .count()
+    };
+    let mut baseline = 0;
+    for n in 0..30 {
+        let cfg = ExecConfig {
+            id: format!("x{n}"),
+            args: vec!["true".into()],
+            tty: n % 2 == 0,
+            ..ExecConfig::default()
+        };
+        let mut s = c.exec(cfg).await.unwrap();
+        within(read_all_frames(&mut s)).await;
+        assert_eq!(within(c.exec_wait(&format!("x{n}"))).await.unwrap().code, 0);
+        drop(s);
+        if n == 1 {
+            baseline = fds();
+        }
+    }
+    assert!(
+        fds() <= baseline + 1,
+        "shim fds grew from {baseline} to {}",
+        fds()
+    );
+    c.kill(9).await.unwrap();
+    within(c.wait()).await.unwrap();
+}
+
+async fn log_rotation_and_parallel_containers(rt: Rt) {
+    let script = "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done";
+    let mut fixtures = Vec::new();
+    for n in 0..6 {
+        fixtures.push(fixture(
+            rt,
+            &format!("par{n}"),
+            &["sh", "-c", script],
+            |_, cfg| {
+                cfg.log = LogConfig {
+                    driver: LogDriver::JsonFile,
+                    max_size: Some(2048),
+                    max_files: 3,
+                };
+            },
+        ));
+    }
+    let runs = fixtures.iter().map(|f| async move {
+        let (_, c) = spawn(f).await;
+        let mut s = c.attach(false).await.unwrap();
+        c.start().await.unwrap();
+        let (out, _) = within(read_all_frames(&mut s)).await;
+        (
+            String::from_utf8(out).unwrap(),
+            within(c.wait()).await.unwrap(),
+        )
+    });
+    for (f, (out, exit)) in fixtures.iter().zip(futures::future::join_all(runs).await) {
+        assert_eq!(exit.code, 0);
+        assert_eq!(out.lines().count(), 200);
+        let files = berth_runtime::logs::log_files(&f.cfg.log_path);
+        assert_eq!(files.len(), 3);
+        let entries = berth_runtime::logs::read_logs(&f.cfg.log_path).unwrap();
+        assert_eq!(entries.last().unwrap().log, "line 199\n");
+        assert!(entries.len() < 200);
+    }
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod builtin {
@@ -262,5 +334,7 @@ both!(
     exec_output_and_code,
     detached_and_controls,
     restart_in_same_state_dir,
-    exec_stdin
+    exec_stdin,
+    execs_do_not_leak_fds,
+    log_rotation_and_parallel_containers
 );

@@ -221,6 +221,7 @@ fn setup(cfg: ShimConfig) -> Result<Ready, ShimSetupError> {
         shutdown: false,
         socket_removed: false,
         exec_counter: 0,
+        finished_execs: 0,
     };
     Ok((shim, listener, sig))
 }

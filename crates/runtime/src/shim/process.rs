@@ -67,6 +67,18 @@ pub struct Proc {
     pub reaped: Option<ExitStatus>,
     /// set once reaped and all output delivered
     pub exit: Option<ExitStatus>,
+    /// position among finished execs (0 while running)
+    pub finished_order: u64,
+}
+
+impl Proc {
+    /// Closes every descriptor once the process is finished.
+    pub fn release_fds(&mut self) {
+        self.stdin = None;
+        self.stdin_buf.clear();
+        self.outputs.clear();
+        self.pty = None;
+    }
 }
 
 fn fd_err(what: &'static str) -> impl Fn(nix::Error) -> ProcessError {
@@ -146,6 +158,7 @@ impl Prepared {
             pty: None,
             reaped: None,
             exit: None,
+            finished_order: 0,
         };
         match self {
             Prepared::Pipes {

@@ -20,6 +20,8 @@ use crate::types::{write_json_atomic, ExitStatus, ShimConfig, EXIT_NAME};
 
 /// A client's output buffer larger than this means a stuck client: it is dropped.
 const MAX_CLIENT_BUFFER: usize = 64 << 20;
+/// Finished execs whose exit status is kept for `exec_wait`.
+const MAX_FINISHED_EXECS: usize = 128;
 /// Stop reading a client's stdin bytes while this much is still queued for the process.
 const MAX_STDIN_BUFFER: usize = 1 << 20;
 
@@ -77,6 +79,8 @@ pub struct Shim {
     /// the socket path was already unlinked (after shutdown)
     pub socket_removed: bool,
     pub exec_counter: u32,
+    /// how many execs have finished (orders them for forgetting)
+    pub finished_execs: u64,
 }
 
 enum Token {
@@ -411,13 +415,46 @@ impl Shim {
             .map(|(k, _)| k.clone())
             .collect();
         for id in done {
+            self.finished_execs += 1;
+            let order = self.finished_execs;
             if let Some(p) = self.execs.get_mut(&id) {
                 p.exit = p.reaped.clone();
-                p.stdin = None;
+                p.release_fds();
+                p.finished_order = order;
             }
             let exit = self.execs.get(&id).and_then(|p| p.exit.clone());
             self.release(&Owner::Exec(id), exit);
         }
+        self.forget_old_execs();
+    }
+
+    /// Keeps at most [`MAX_FINISHED_EXECS`] finished execs (health checks exec forever).
+    fn forget_old_execs(&mut self) {
+        let finished = self.execs.values().filter(|p| p.exit.is_some()).count();
+        if finished <= MAX_FINISHED_EXECS {
+            return;
+        }
+        let mut orders: Vec<u64> = self
+            .execs
+            .values()
+            .filter(|p| p.exit.is_some())
+            .map(|p| p.finished_order)
+            .collect();
+        orders.sort_unstable();
+        let cutoff = orders[finished - MAX_FINISHED_EXECS - 1];
+        let streaming: Vec<Owner> = self
+            .conns
+            .iter()
+            .filter_map(|c| match &c.state {
+                ConnState::Stream { owner, .. } | ConnState::Waiting(owner) => Some(owner.clone()),
+                _ => None,
+            })
+            .collect();
+        self.execs.retain(|id, p| {
+            p.exit.is_none()
+                || p.finished_order > cutoff
+                || streaming.contains(&Owner::Exec(id.clone()))
+        });
     }
 
     fn finish_init(&mut self) {
@@ -435,8 +472,7 @@ impl Shim {
             eprintln!("berth-shim {}: {e}", self.cfg.id);
         }
         self.init.exit = Some(exit.clone());
-        self.init.stdin = None;
-        self.init.pty = None;
+        self.init.release_fds();
         self.release(&Owner::Init, Some(exit));
     }
 
