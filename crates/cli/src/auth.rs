@@ -142,8 +142,14 @@ pub fn lookup(path: &PathBuf, host: &str) -> Result<Option<(String, String)>, Au
 
 /// The `X-Registry-Auth` header value for an image reference (empty-credential JSON if none).
 pub fn registry_auth_header(reference: &str) -> String {
+    registry_auth_header_from(&config_path(), reference)
+}
+
+/// [`registry_auth_header`] with credentials read from `path`: base64url of
+/// `{"username","password","serveraddress"}`, or of `{}` without stored credentials.
+pub fn registry_auth_header_from(path: &PathBuf, reference: &str) -> String {
     let host = registry_of(reference);
-    let creds = lookup(&config_path(), &host).ok().flatten();
+    let creds = lookup(path, &host).ok().flatten();
     let v = match creds {
         Some((u, p)) => json!({"username": u, "password": p, "serveraddress": server_key(&host)}),
         None => json!({}),
@@ -180,6 +186,14 @@ mod tests {
             lookup(&path, "127.0.0.1:5000").unwrap(),
             Some(("u".into(), "p:w".into()))
         );
+        let header = registry_auth_header_from(&path, "127.0.0.1:5000/app:1");
+        let v: Value = serde_json::from_slice(&URL_SAFE.decode(header).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"username": "u", "password": "p:w", "serveraddress": "127.0.0.1:5000"})
+        );
+        let other = registry_auth_header_from(&path, "busybox");
+        assert_eq!(URL_SAFE.decode(other).unwrap(), b"{}");
         assert!(erase(&path, "127.0.0.1:5000").unwrap());
         assert_eq!(lookup(&path, "127.0.0.1:5000").unwrap(), None);
     }

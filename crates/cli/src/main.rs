@@ -232,6 +232,12 @@ async fn dispatch(c: &client::Client, cmd: Command) -> CmdResult {
 }
 
 fn main() {
+    // Like docker (a Go program), die quietly on a closed stdout pipe (`berth events | head`)
+    // instead of panicking in println!.
+    // SAFETY: resetting a signal disposition to its default before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

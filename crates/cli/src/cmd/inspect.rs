@@ -66,7 +66,11 @@ async fn find(c: &Client, kind: Option<&str>, name: &str, size: bool) -> Result<
 /// `berth inspect` (and `image inspect`, etc. via `kind`).
 pub async fn inspect_kind(c: &Client, a: InspectArgs, kind: Option<&str>) -> CmdResult {
     let kind = kind.map(str::to_owned).or(a.kind.clone());
-    let tpl = a.format.as_deref().map(Template::parse).transpose()?;
+    let format = a
+        .format
+        .as_deref()
+        .map(|f| if f == "json" { "{{json .}}" } else { f });
+    let tpl = format.map(Template::parse).transpose()?;
     let mut found = Vec::new();
     let mut failed = false;
     for n in &a.names {

@@ -142,7 +142,10 @@ pub async fn info(c: &Client, a: InfoArgs) -> CmdResult {
         " Experimental: {}",
         info["ExperimentalBuild"].as_bool().unwrap_or(false)
     );
-    if let Some(regs) = info["RegistryConfig"]["InsecureRegistryCIDRs"].as_array() {
+    if let Some(regs) = info["RegistryConfig"]["InsecureRegistryCIDRs"]
+        .as_array()
+        .filter(|r| !r.is_empty())
+    {
         println!(" Insecure Registries:");
         for r in regs {
             println!("  {}", go_string(r));
