@@ -23,6 +23,7 @@
 //! [`cleanup_all`]. Published-port reservations (listening sockets) are the
 //! only in-memory state, owned by a [`Networking`] value.
 
+mod conntrack;
 pub mod dns;
 pub mod files;
 pub mod ipam;

@@ -219,20 +219,30 @@ pub(crate) fn publish_comment(
     }
 }
 
-/// Handles of the `publish` rules whose comment satisfies `pred`.
+/// Handles and comments of the `publish` rules whose comment satisfies `pred`.
 pub(crate) async fn publish_rules(
     t: &str,
     pred: impl Fn(&str) -> bool,
-) -> Result<Vec<u64>, NftError> {
+) -> Result<Vec<(u64, String)>, NftError> {
     let Some(items) = list(t, &["chain", "ip", t, "publish"]).await? else {
         return Ok(Vec::new());
     };
     Ok(items
         .iter()
         .filter_map(|i| i.get("rule"))
-        .filter(|r| r.get("comment").and_then(|c| c.as_str()).is_some_and(&pred))
-        .filter_map(|r| r.get("handle")?.as_u64())
+        .filter_map(|r| {
+            let comment = r.get("comment")?.as_str()?;
+            pred(comment).then_some((r.get("handle")?.as_u64()?, comment.to_string()))
+        })
         .collect())
+}
+
+/// The UDP host port named by a comment made by [`publish_comment`].
+pub(crate) fn udp_port_of(comment: &str) -> Option<u16> {
+    let mut words = comment.rsplit(' ');
+    let port = words.next()?.parse().ok()?;
+    let _ip = words.next()?;
+    (words.next()? == "udp").then_some(port)
 }
 
 /// Deletes the whole table; a missing table is not an error.

@@ -42,6 +42,14 @@ pub enum PortError {
     /// nft failed.
     #[error(transparent)]
     Nft(#[from] NftError),
+    /// Stale UDP conntrack entries could not be flushed.
+    #[error("flushing udp conntrack entries for ports {ports:?}: {source}")]
+    Conntrack {
+        /// The host ports.
+        ports: Vec<u16>,
+        /// The error.
+        source: io::Error,
+    },
 }
 
 /// Transport protocol of a published port.
@@ -163,11 +171,17 @@ impl Networking {
         // reservations died with it) are replaced, not duplicated.
         let stale = nft::publish_rules(t, |c| comments.iter().any(|x| x == c)).await?;
         let mut script = nft::base_script(t);
-        for h in stale {
+        for (h, _) in stale {
             script += &format!("delete rule ip {t} publish handle {h}\n");
         }
         script += &rules;
         nft::run(t, &script).await?;
+        // UDP flows to these ports may still be tracked with an old target.
+        let udp: Vec<u16> = comments
+            .iter()
+            .filter_map(|c| nft::udp_port_of(c))
+            .collect();
+        flush_udp(udp).await?;
         let mut all = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
         all.entry(owner.to_string()).or_default().extend(held);
         Ok(done)
@@ -187,7 +201,7 @@ impl Networking {
             let t = &self.table;
             let script: String = handles
                 .iter()
-                .map(|h| format!("delete rule ip {t} publish handle {h}\n"))
+                .map(|(h, _)| format!("delete rule ip {t} publish handle {h}\n"))
                 .collect();
             nft::run(t, &script).await?;
         }
@@ -195,6 +209,28 @@ impl Networking {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(owner);
-        Ok(())
+        flush_udp(
+            handles
+                .iter()
+                .filter_map(|(_, c)| nft::udp_port_of(c))
+                .collect(),
+        )
+        .await
     }
+}
+
+/// Deletes conntrack entries of UDP flows to `ports` (over ctnetlink).
+async fn flush_udp(ports: Vec<u16>) -> Result<(), PortError> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let joined = ports.clone();
+    tokio::task::spawn_blocking(move || crate::conntrack::flush_udp_ports(&joined))
+        .await
+        .map_err(|e| PortError::Conntrack {
+            ports: ports.clone(),
+            source: std::io::Error::other(e),
+        })?
+        .map(|_| ())
+        .map_err(|source| PortError::Conntrack { ports, source })
 }

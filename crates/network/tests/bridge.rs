@@ -378,3 +378,60 @@ async fn outbound_traffic_is_masqueraded_and_internal_stays_in() {
     .unwrap();
     assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_flow_follows_a_republished_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let guard = Cleanup {
+        table: table(),
+        netns: vec![a.clone(), b.clone()],
+    };
+    let net = spec("10.231.12.0/24");
+    let (ip_a, ip_b) = (Ipv4Addr::new(10, 231, 12, 2), Ipv4Addr::new(10, 231, 12, 3));
+    let nw = Networking::new(guard.table.clone()).unwrap();
+    nw.ensure_network(&net).await.unwrap();
+    create_netns(&a).unwrap();
+    create_netns(&b).unwrap();
+    nw.connect(&net, &a, "eth0", ip_a, None).await.unwrap();
+    nw.connect(&net, &b, "eth0", ip_b, None).await.unwrap();
+    let sock_a = in_netns(&a, || std::net::UdpSocket::bind("0.0.0.0:53").unwrap()).unwrap();
+    let sock_b = in_netns(&b, || std::net::UdpSocket::bind("0.0.0.0:53").unwrap()).unwrap();
+    // The timeout only turns a failure into an error instead of a hang.
+    sock_b
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let port = allocate_host_port(Proto::Udp).unwrap();
+    let to = |ip| PortMapping {
+        host_ip: None,
+        host_port: port,
+        container_ip: ip,
+        container_port: 53,
+        proto: Proto::Udp,
+    };
+    let (oa, ob) = (
+        format!("a{}", common::rand_hex(8)),
+        format!("b{}", common::rand_hex(8)),
+    );
+
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    nw.publish(&[to(ip_a)], &oa).await.unwrap();
+    client.send_to(b"one", target).unwrap();
+    let mut buf = [0u8; 8];
+    let (n, _) = sock_a.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"one");
+
+    // Same client socket, same 5-tuple: after the port moves to b, the
+    // tracked flow must not keep going to a.
+    nw.unpublish(&oa).await.unwrap();
+    nw.publish(&[to(ip_b)], &ob).await.unwrap();
+    client.send_to(b"two", target).unwrap();
+    let (n, _) = sock_b
+        .recv_from(&mut buf)
+        .expect("the flow still goes to the old container");
+    assert_eq!(&buf[..n], b"two");
+    sock_a.set_nonblocking(true).unwrap();
+    assert!(sock_a.recv_from(&mut buf).is_err());
+    nw.unpublish(&ob).await.unwrap();
+}
