@@ -50,6 +50,8 @@ pub struct Mount {
 
 /// Mounts every entry of `mounts` on `target`, in order (later mounts stack
 /// on earlier ones). Each `Mount::target` is ignored: all go to `target`.
+/// Overlays with more lower dirs than fit in mount(2)'s one-page option
+/// string are mounted with the new mount API instead.
 pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<(), MountError> {
     for m in mounts {
         mount_one(m, target)?;
@@ -98,17 +100,59 @@ fn mount_one(m: &Mount, target: &Path) -> Result<(), MountError> {
                 }
             }
             let data = data.join(",");
-            mount(
-                Some("overlay"),
-                target,
-                Some("overlay"),
-                flags,
-                Some(data.as_str()),
-            )
-            .map_err(err)
+            if data.len() < MAX_MOUNT_DATA {
+                mount(
+                    Some("overlay"),
+                    target,
+                    Some("overlay"),
+                    flags,
+                    Some(data.as_str()),
+                )
+                .map_err(err)
+            } else {
+                mount_overlay_long(&m.options, target)
+                    .map_err(|e| err(nix::Error::from_raw(e.raw_os_error())))
+            }
         }
         other => Err(MountError::Unsupported(other.to_string())),
     }
+}
+
+/// mount(2) passes options in one page; leave room for the terminator.
+const MAX_MOUNT_DATA: usize = 4000;
+
+/// Mounts an overlay whose options do not fit in one page, through the
+/// new mount API: each lower dir is added on its own (`lowerdir+`, Linux
+/// 6.8 and later).
+fn mount_overlay_long(options: &[String], target: &Path) -> rustix::io::Result<()> {
+    use rustix::mount::{
+        fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+        FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags,
+    };
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    let mut attrs = MountAttrFlags::empty();
+    for o in options {
+        match o.split_once('=') {
+            Some(("lowerdir", dirs)) => {
+                for d in dirs.split(':') {
+                    fsconfig_set_string(&fs, "lowerdir+", d)?;
+                }
+            }
+            Some((k, v)) => fsconfig_set_string(&fs, k, v)?,
+            None if o == "ro" => attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY,
+            None if o == "rw" => {}
+            None => fsconfig_set_flag(&fs, o.as_str())?,
+        }
+    }
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+    move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
 }
 
 /// Unmounts `target`; if it is busy, detaches it lazily instead.

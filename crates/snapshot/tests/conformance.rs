@@ -194,3 +194,36 @@ fn xattr_set(path: &Path, name: &str, value: &[u8]) {
     };
     assert_eq!(rc, 0, "setxattr {name} on {}", path.display());
 }
+
+#[test]
+fn deep_chain_beyond_one_page_of_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A long root makes every lowerdir long: 120 of them exceed 4 KiB.
+    let root = tmp
+        .path()
+        .join("a-rather-long-directory-name-to-make-paths-longer");
+    let s = Snapshotter::open(&root).unwrap();
+    let mut parent: Option<String> = None;
+    for i in 0..120 {
+        let key = format!("k{i}");
+        s.prepare(&key, parent.as_deref()).unwrap();
+        fs::write(
+            s.upper_dir(&key).unwrap().join(format!("f{i}")),
+            i.to_string(),
+        )
+        .unwrap();
+        let name = format!("L{i}");
+        s.commit(&name, &key).unwrap();
+        parent = Some(name);
+    }
+    let m = s.prepare("top", parent.as_deref()).unwrap();
+    assert!(m[0].options.join(",").len() > 4096);
+    let target = tmp.path().join("mnt");
+    {
+        let _g = mount_at(&s, "top", &target);
+        assert_eq!(fs::read_to_string(target.join("f0")).unwrap(), "0");
+        assert_eq!(fs::read_to_string(target.join("f119")).unwrap(), "119");
+        fs::write(target.join("new"), "x").unwrap();
+    }
+    assert!(s.upper_dir("top").unwrap().join("new").exists());
+}
