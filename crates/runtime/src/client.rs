@@ -99,6 +99,12 @@ pub fn spawn_shim(shim_binary: &Path, cfg: &ShimConfig) -> Result<ShimProcess, S
         move |source| StateError::Io { path, source }
     };
     std::fs::create_dir_all(&cfg.state_dir).map_err(io(&cfg.state_dir))?;
+    // Only root may reach the shim's socket (it controls the container).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(&cfg.state_dir))?;
+    }
     let sock = cfg.state_dir.join(SOCKET_NAME);
     if let Ok(old) = std::os::unix::net::UnixStream::connect(&sock) {
         // A previous run's shim may still linger after its container exited: retire it.
