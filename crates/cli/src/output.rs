@@ -174,6 +174,18 @@ pub fn render_rows(
     Ok(align(&joined))
 }
 
+/// Asks `question` on stdout and reads a y/N answer from stdin (docker's prune prompt).
+pub fn confirm(warning: &str) -> bool {
+    use std::io::Write;
+    print!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
 /// Default header for a field: its name upper-cased with words split ("CreatedAt" → "CREATED AT").
 pub fn default_header(field: &str) -> String {
     let mut out = String::new();

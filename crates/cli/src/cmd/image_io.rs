@@ -26,6 +26,14 @@ pub struct ImagePruneArgs {
 
 /// `berth image prune`.
 pub async fn prune(c: &Client, a: ImagePruneArgs) -> CmdResult {
+    let warning = if a.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !a.force && !crate::output::confirm(warning) {
+        return Ok(0);
+    }
     let mut f = a.filter.clone();
     f.push(format!("dangling={}", !a.all));
     let r = c

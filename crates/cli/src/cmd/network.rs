@@ -5,7 +5,6 @@ use serde_json::{json, Value};
 
 use crate::client::{query, Client};
 use crate::cmd::inspect::{inspect_kind, InspectArgs};
-use crate::cmd::system::print_deleted;
 use crate::error::{for_each, CmdResult};
 use crate::output::{self, short_id};
 use crate::parse::{filters_json, kv_map};
@@ -173,19 +172,7 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> CmdResult {
             })
             .await
         }
-        NetworkCmd::Prune(a) => {
-            let r = c
-                .post(
-                    &format!(
-                        "/networks/prune?{}",
-                        query(&[("filters", filters_json(&a.filter))])
-                    ),
-                    None,
-                )
-                .await?;
-            print_deleted("Deleted Networks:", &r["NetworksDeleted"]);
-            Ok(0)
-        }
+        NetworkCmd::Prune(a) => crate::cmd::volume::prune_kind(c, a, "networks").await,
         NetworkCmd::Connect(a) => {
             let mut ep = json!({"Aliases": a.alias});
             if let Some(ip) = &a.ip {

@@ -284,6 +284,20 @@ async fn df(c: &Client, a: DfArgs) -> CmdResult {
 }
 
 async fn prune(c: &Client, a: PruneArgs) -> CmdResult {
+    let mut warning = String::from(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n",
+    );
+    if a.volumes {
+        warning.push_str("  - all anonymous volumes not used by at least one container\n");
+    }
+    warning.push_str(if a.all {
+        "  - all images without at least one container associated to them\n  - all build cache\n"
+    } else {
+        "  - all dangling images\n  - unused build cache\n"
+    });
+    if !a.force && !output::confirm(&warning) {
+        return Ok(0);
+    }
     let filters = filters_json(&a.filter);
     let mut reclaimed = 0.0;
     let r = c

@@ -84,6 +84,27 @@ pub struct PruneArgs {
 
 /// `POST /{kind}/prune` printing docker's summary (`kind` is `containers` or `volumes`).
 pub async fn prune_kind(c: &Client, a: PruneArgs, kind: &str) -> CmdResult {
+    let warning = match (kind, a.all) {
+        ("volumes", true) => {
+            "WARNING! This will remove all local volumes not used by at least one container."
+        }
+        ("volumes", false) => {
+            "WARNING! This will remove anonymous local volumes not used by at least one container."
+        }
+        ("networks", _) => {
+            "WARNING! This will remove all custom networks not used by at least one container."
+        }
+        _ => "WARNING! This will remove all stopped containers.",
+    };
+    if !a.force && !output::confirm(warning) {
+        return Ok(0);
+    }
+    if kind == "networks" {
+        let q = query(&[("filters", filters_json(&a.filter))]);
+        let r = c.post(&format!("/networks/prune?{q}"), None).await?;
+        print_deleted("Deleted Networks:", &r["NetworksDeleted"]);
+        return Ok(0);
+    }
     let mut f = a.filter.clone();
     if a.all && kind == "volumes" {
         f.push("all=true".into());
