@@ -167,6 +167,30 @@ pub fn spawn_shim(shim_binary: &Path, cfg: &ShimConfig) -> Result<ShimProcess, S
     )))
 }
 
+/// Locates the `berth-shim` binary: `$BERTH_SHIM`, then next to the running executable (or
+/// one directory up, as for cargo's test binaries in `target/*/deps`), then `$PATH`.
+pub fn find_shim_binary() -> Option<PathBuf> {
+    const NAME: &str = "berth-shim";
+    if let Some(p) = std::env::var_os("BERTH_SHIM").map(PathBuf::from) {
+        return p.is_file().then_some(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent();
+        for _ in 0..2 {
+            let Some(d) = dir else { break };
+            let candidate = d.join(NAME);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+            dir = d.parent();
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(NAME))
+        .find(|p| p.is_file())
+}
+
 /// Asks a running shim to shut down; true when its container had already exited (the
 /// shim then released its socket path).
 fn retire_exited_shim(mut conn: std::os::unix::net::UnixStream) -> bool {

@@ -14,7 +14,9 @@ pub mod shim;
 pub mod spec;
 pub mod types;
 
-pub use client::{spawn_shim, ContainerStatus, ShimClient, ShimError, ShimProcess, ShimState};
+pub use client::{
+    find_shim_binary, spawn_shim, ContainerStatus, ShimClient, ShimError, ShimProcess, ShimState,
+};
 pub use oci_spec;
 pub use spec::{
     build_spec, cgroups_path, DeviceSpec, MountSpec, NetnsMode, SeccompMode, SpecError,

@@ -6,6 +6,15 @@ use berth_runtime::*;
 use common::*;
 use tokio::io::AsyncWriteExt;
 
+#[test]
+fn shim_binary_is_found_next_to_test_binaries() {
+    let found = find_shim_binary().unwrap();
+    assert_eq!(
+        found.canonicalize().unwrap(),
+        shim_binary().canonicalize().unwrap()
+    );
+}
+
 async fn echo_attach_before_start(rt: Rt) {
     let f = fixture(rt, "echo", &["echo", "hello"], |_, _| {});
     let (_, c) = spawn(&f).await;
