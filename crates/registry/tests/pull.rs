@@ -89,6 +89,34 @@ async fn pull_busybox_then_unpack() {
         "hi\n"
     );
 
+    // The unpacked image runs: mount a container layer on it and chroot in.
+    snaps.prepare("ctr", Some(&chains[1].to_string())).unwrap();
+    let mnt = tmp.path().join("rootfs");
+    std::fs::create_dir(&mnt).unwrap();
+    berth_snapshot::mount_all(&snaps.mounts("ctr").unwrap(), &mnt).unwrap();
+    let out = std::process::Command::new("chroot")
+        .arg(&mnt)
+        .args([
+            "/bin/sh",
+            "-c",
+            "/bin/busybox cat /etc/hello && echo written > /tmp-file",
+        ])
+        .output();
+    berth_snapshot::unmount(&mnt).unwrap();
+    let out = out.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    let upper = snaps.upper_dir("ctr").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(upper.join("tmp-file")).unwrap(),
+        "written\n"
+    );
+    snaps.remove("ctr").unwrap();
+
     // A second pull finds everything in the store.
     let (res, events) = pull(&c, &store, &format!("{}/busybox:1", reg.addr)).await;
     res.unwrap();
