@@ -10,7 +10,7 @@ use tokio::net::UnixStream;
 use crate::protocol::{Reply, Request};
 use crate::types::{
     read_exit, write_json_atomic, CgroupStats, ExecConfig, ExitStatus, ShimConfig, StateError,
-    CONFIG_NAME, EXIT_NAME, SOCKET_NAME,
+    CONFIG_NAME, EXIT_NAME, PID_NAME, SOCKET_NAME,
 };
 
 /// Errors from starting or talking to a shim.
@@ -116,7 +116,11 @@ pub fn spawn_shim(shim_binary: &Path, cfg: &ShimConfig) -> Result<ShimProcess, S
         }
     }
     // A previous run's records must not describe this one.
-    for stale in [sock, cfg.state_dir.join(EXIT_NAME)] {
+    for stale in [
+        sock,
+        cfg.state_dir.join(EXIT_NAME),
+        cfg.state_dir.join(PID_NAME),
+    ] {
         match std::fs::remove_file(&stale) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&stale)(e).into()),
             _ => {}
@@ -141,16 +145,32 @@ pub fn spawn_shim(shim_binary: &Path, cfg: &ShimConfig) -> Result<ShimProcess, S
     let stdout = child.stdout.take();
     // The first process forks the real shim and exits at once.
     child.wait().map_err(spawn_err)?;
-    let mut line = String::new();
-    if let Some(out) = stdout {
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(spawn_err)?;
-    }
     let failed = |message: String| ShimError::Failed {
         id: cfg.id.clone(),
         message,
     };
+    let mut line = String::new();
+    if let Some(out) = stdout {
+        if !readable_within(&out, READY_TIMEOUT_MS) {
+            // A shim stuck while creating: stop it rather than hang the engine.
+            if let Some(pid) = std::fs::read_to_string(cfg.state_dir.join(PID_NAME))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            return Err(failed(format!(
+                "shim did not report within {} s",
+                READY_TIMEOUT_MS / 1000
+            )));
+        }
+        BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(spawn_err)?;
+    }
     if let Some(pid) = line.trim().strip_prefix("ok ") {
         let shim_pid = pid
             .parse()
@@ -165,6 +185,27 @@ pub fn spawn_shim(shim_binary: &Path, cfg: &ShimConfig) -> Result<ShimProcess, S
         "shim exited without reporting: {}",
         tail.trim()
     )))
+}
+
+/// How long `spawn_shim` waits for the shim to create the container.
+const READY_TIMEOUT_MS: i32 = 120_000;
+
+/// Waits until `fd` is readable (or at EOF); false on timeout.
+fn readable_within(fd: &impl std::os::fd::AsFd, timeout_ms: i32) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut remaining = timeout_ms;
+    while remaining > 0 {
+        let step = remaining.min(60_000);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(step).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(0) => remaining -= step,
+            Ok(_) => return true,
+            Err(nix::Error::EINTR) => {}
+            Err(_) => return true, // let the read report it
+        }
+    }
+    false
 }
 
 /// Locates the `berth-shim` binary: `$BERTH_SHIM`, then next to the running executable (or
