@@ -41,7 +41,7 @@ pub enum NetworkError {
         /// The kernel's answer.
         source: io::Error,
     },
-    /// A sysctl could not be written.
+    /// A sysctl or sysfs setting could not be written.
     #[error("writing {path}: {source}")]
     Sysctl {
         /// The /proc/sys path.
@@ -290,6 +290,17 @@ impl Networking {
         if let Err(e) = self.configure_inside(net, netns, ifname, ip).await {
             let _ = delete_link(&self.handle, &endpoint.host_veth).await;
             return Err(e);
+        }
+        // Hairpin: with br_netfilter loaded (Docker loads it), a container
+        // reaching its own published port is DNATed inside the bridge and
+        // sent back out of the port it came in on.
+        let hairpin = format!("/sys/class/net/{}/brport/hairpin_mode", endpoint.host_veth);
+        if let Err(source) = std::fs::write(&hairpin, "1") {
+            let _ = delete_link(&self.handle, &endpoint.host_veth).await;
+            return Err(NetworkError::Sysctl {
+                path: hairpin.into(),
+                source,
+            });
         }
         wait_forwarding(&endpoint.host_veth).await;
         Ok(endpoint)

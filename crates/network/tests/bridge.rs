@@ -213,6 +213,14 @@ async fn published_port_reachable_on_loopback_and_conflicts_fail() {
     let text = in_netns(&b, || read_all(SocketAddrV4::new(net.gateway, any_port))).unwrap();
     assert_eq!(text, "hello");
     server.join().unwrap();
+    // And from the publishing container itself (hairpin).
+    let server = serve_once(listener.try_clone().unwrap());
+    let text = in_netns(&a, || read_all(SocketAddrV4::new(net.gateway, any_port))).unwrap();
+    assert_eq!(text, "hello");
+    assert_eq!(
+        server.join().unwrap().ip(),
+        std::net::IpAddr::V4(net.gateway)
+    );
 
     // Unpublish removes the rules and frees the ports.
     nw.unpublish(&owner).await.unwrap();
