@@ -3,6 +3,7 @@
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use crate::create_extra::ExtraOpts;
 use crate::parse::{self, ParseError, VolumeSpec};
 
 /// Flags shared by `berth run` and `berth create`.
@@ -164,6 +165,9 @@ pub struct CreateOpts {
     /// Suppress the pull output
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Less common flags
+    #[command(flatten)]
+    pub extra: ExtraOpts,
 }
 
 /// Builds the create request body from flags, the image, and the command after it.
@@ -334,13 +338,17 @@ pub fn create_body(
     if !o.ulimit.is_empty() {
         host.insert("Ulimits".into(), json!(ulimits(&o.ulimit)?));
     }
+    o.extra.apply(&mut cfg, &mut host)?;
     cfg.insert("HostConfig".into(), Value::Object(host));
 
     if let Some(net) = &o.network {
-        if !o.network_alias.is_empty() || o.ip.is_some() {
-            let mut ep = json!({"Aliases": o.network_alias});
+        if !o.network_alias.is_empty() || o.ip.is_some() || o.extra.ip6.is_some() {
+            let mut ep = json!({"Aliases": o.network_alias, "IPAMConfig": {}});
             if let Some(ip) = &o.ip {
-                ep["IPAMConfig"] = json!({"IPv4Address": ip});
+                ep["IPAMConfig"]["IPv4Address"] = json!(ip);
+            }
+            if let Some(ip) = &o.extra.ip6 {
+                ep["IPAMConfig"]["IPv6Address"] = json!(ip);
             }
             cfg.insert(
                 "NetworkingConfig".into(),

@@ -5,6 +5,7 @@
 mod auth;
 mod client;
 mod cmd;
+mod create_extra;
 mod create_opts;
 mod dockerignore;
 mod error;

@@ -119,8 +119,19 @@ fn body_for(o: &CreateOpts, args: &[String], attach: bool) -> Result<(String, Va
 pub async fn create(c: &Client, a: CreateArgs) -> CmdResult {
     let (image, body) = body_for(&a.opts, &a.args, false)?;
     let id = create_container(c, &a.opts, &image, &body).await?;
+    write_cidfile(&a.opts, &id)?;
     println!("{id}");
     Ok(0)
+}
+
+/// Writes the new container's ID to `--cidfile`, if given.
+fn write_cidfile(o: &CreateOpts, id: &str) -> Result<(), CliError> {
+    match &o.extra.cidfile {
+        Some(path) => {
+            std::fs::write(path, id).map_err(CliError::io(format!("writing cidfile {path}")))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Sends `POST .../resize` for the current window size now and on every SIGWINCH.
@@ -259,6 +270,7 @@ pub async fn run(c: &Client, a: RunArgs) -> CmdResult {
     let attach = !a.detach;
     let (image, body) = body_for(&a.opts, &a.args, attach)?;
     let id = create_container(c, &a.opts, &image, &body).await?;
+    write_cidfile(&a.opts, &id)?;
     if a.detach {
         if let Err(e) = c.post(&format!("/containers/{id}/start"), None).await {
             let code = match &e {
