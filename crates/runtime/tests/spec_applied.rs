@@ -68,6 +68,23 @@ async fn root_caps_and_seccomp(rt: Rt) {
     assert!(out.contains("unshared"), "{out}");
 }
 
+async fn custom_seccomp_profile(rt: Rt) {
+    // Docker's format: allow everything except mkdir/mkdirat, which fail with EPERM.
+    let profile = r#"{"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#;
+    let f = fixture(
+        rt,
+        "prof",
+        &["sh", "-c", "mkdir /tmp/d && echo made || echo refused"],
+        |o, _| {
+            o.seccomp = SeccompMode::Profile(profile.into());
+        },
+    );
+    let (out, _, exit) = run(&f).await;
+    assert_eq!(exit.code, 0);
+    assert_eq!(out.trim(), "refused");
+}
+
 async fn oom_is_reported(rt: Rt) {
     let f = fixture(
         rt,
@@ -163,6 +180,7 @@ both!(
     identity_and_confinement,
     root_caps_and_seccomp,
     oom_is_reported,
+    custom_seccomp_profile,
     missing_executable_fails_create,
     joins_given_netns,
     host_netns_and_privileged,
