@@ -305,3 +305,34 @@ fn chain_ids_follow_oci() {
     );
     assert_eq!(chain_ids(&[a.clone(), b, c]), vec![a, ab, abc]);
 }
+
+#[test]
+fn gnu_sparse_files_from_gnu_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = fs::File::create(src.join("sparse")).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(b"tail").unwrap();
+    }
+    let tarball = tmp.path().join("s.tar");
+    let st = std::process::Command::new("tar")
+        .args(["--sparse", "--format=gnu", "-C"])
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("sparse")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    apply_layer(fs::File::open(&tarball).unwrap(), &dest).unwrap();
+    assert_eq!(
+        fs::read(dest.join("sparse")).unwrap(),
+        fs::read(src.join("sparse")).unwrap()
+    );
+}

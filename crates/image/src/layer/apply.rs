@@ -212,7 +212,7 @@ fn apply_entry<R: Read>(
             set_fd_meta(&dir, &m)?;
             dir_times.push((comps.to_vec(), m.mtime));
         }
-        EntryType::Regular | EntryType::Continuous => {
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
             remove(&parent, name)?;
             let fd = rustix::fs::openat(
                 &parent,
