@@ -62,6 +62,8 @@ enum Command {
     Load(image_io::LoadArgs),
     /// Build an image from a Dockerfile
     Build(build::BuildArgs),
+    /// Show the history of an image
+    History(image_io::HistoryArgs),
     /// Create and run a new container from an image
     #[command(disable_help_flag = true)]
     Run(container::RunArgs),
@@ -161,6 +163,26 @@ enum ContainerCmd {
     Exec(exec::ExecArgs),
     /// Remove all stopped containers
     Prune(volume::PruneArgs),
+    /// Attach to a running container
+    Attach(container::AttachArgs),
+    /// Display the running processes of a container
+    Top(lifecycle::TopArgs),
+    /// List port mappings
+    Port(lifecycle::PortArgs),
+    /// Inspect filesystem changes
+    Diff(lifecycle::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(lifecycle::CommitArgs),
+    /// Rename a container
+    Rename(lifecycle::RenameArgs),
+    /// Pause containers
+    Pause(lifecycle::NamesArgs),
+    /// Unpause containers
+    Unpause(lifecycle::NamesArgs),
+    /// Display resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
 }
 
 fn is_create(cmd: &Command) -> bool {
@@ -186,6 +208,7 @@ async fn dispatch(c: &client::Client, cmd: Command) -> CmdResult {
         Command::Save(a) => image_io::save(c, a).await,
         Command::Load(a) => image_io::load(c, a).await,
         Command::Build(a) => build::build(c, a).await,
+        Command::History(a) => image_io::history(c, a).await,
         Command::Run(a) => container::run(c, a).await,
         Command::Create(a) => container::create(c, a).await,
         Command::Start(a) => container::start(c, a).await,
@@ -228,6 +251,16 @@ async fn dispatch(c: &client::Client, cmd: Command) -> CmdResult {
             ContainerCmd::Logs(a) => logs::logs(c, a).await,
             ContainerCmd::Exec(a) => exec::exec(c, a).await,
             ContainerCmd::Prune(a) => volume::prune_kind(c, a, "containers").await,
+            ContainerCmd::Attach(a) => container::attach(c, a).await,
+            ContainerCmd::Top(a) => lifecycle::top(c, a).await,
+            ContainerCmd::Port(a) => lifecycle::port(c, a).await,
+            ContainerCmd::Diff(a) => lifecycle::diff(c, a).await,
+            ContainerCmd::Commit(a) => lifecycle::commit(c, a).await,
+            ContainerCmd::Rename(a) => lifecycle::rename(c, a).await,
+            ContainerCmd::Pause(a) => lifecycle::pause(c, a).await,
+            ContainerCmd::Unpause(a) => lifecycle::unpause(c, a).await,
+            ContainerCmd::Stats(a) => stats::stats(c, a).await,
+            ContainerCmd::Cp(a) => cp::cp(c, a).await,
         },
     }
 }
@@ -283,4 +316,26 @@ fn main() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_tree_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_host_flag_and_create_detection() {
+        let cli =
+            Cli::try_parse_from(["berth", "-H", "unix:///x.sock", "run", "--rm", "img"]).unwrap();
+        assert_eq!(cli.host.as_deref(), Some("unix:///x.sock"));
+        assert!(is_create(&cli.cmd));
+        let cli = Cli::try_parse_from(["berth", "ps", "-a", "-H", "unix:///y"]).unwrap();
+        assert_eq!(cli.host.as_deref(), Some("unix:///y"));
+        assert!(!is_create(&cli.cmd));
+    }
 }

@@ -394,6 +394,8 @@ pub enum ImageCmd {
     Load(image_io::LoadArgs),
     /// Build an image from a Dockerfile
     Build(crate::cmd::build::BuildArgs),
+    /// Show the history of an image
+    History(image_io::HistoryArgs),
 }
 
 /// Dispatches `berth image ...`.
@@ -409,6 +411,7 @@ pub async fn image(c: &Client, cmd: ImageCmd) -> CmdResult {
         ImageCmd::Save(a) => image_io::save(c, a).await,
         ImageCmd::Load(a) => image_io::load(c, a).await,
         ImageCmd::Build(a) => crate::cmd::build::build(c, a).await,
+        ImageCmd::History(a) => image_io::history(c, a).await,
     }
 }
 

@@ -2,11 +2,12 @@
 
 use bytes::Bytes;
 use clap::Args;
+use serde_json::{json, Value};
 
 use crate::client::{query, Client};
 use crate::cmd::image::stream_progress;
 use crate::error::{CliError, CmdResult};
-use crate::output::human_size;
+use crate::output::{self, ago, created_at, ellipsis, human_size, short_id};
 use crate::parse::filters_json;
 use crate::stdio::is_tty;
 
@@ -141,4 +142,91 @@ pub async fn load(c: &Client, a: LoadArgs) -> CmdResult {
     let path = format!("/images/load?{}", query(&[("quiet", a.quiet.to_string())]));
     stream_progress(c, "POST", &path, &[], Some(Bytes::from(data)), false, false).await?;
     Ok(0)
+}
+
+/// `history` flags.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Print sizes and dates in human readable format
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub human: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Format output using a Go template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Image
+    pub image: String,
+}
+
+/// Display rows of an image history answer (docker's history context).
+pub fn history_rows(items: &[Value], no_trunc: bool, human: bool) -> Vec<Value> {
+    items
+        .iter()
+        .map(|h| {
+            let id = h["Id"].as_str().unwrap_or("<missing>");
+            let id = if no_trunc || id == "<missing>" {
+                id.to_owned()
+            } else {
+                short_id(id)
+            };
+            let created = h["Created"].as_i64().unwrap_or(0);
+            let by = h["CreatedBy"].as_str().unwrap_or("").replace('\t', " ");
+            let by = if no_trunc { by } else { ellipsis(&by, 45) };
+            let size = h["Size"].as_f64().unwrap_or(0.0);
+            json!({
+                "ID": id,
+                "CreatedSince": if human { ago(created) } else { created_at(created) },
+                "CreatedAt": created_at(created),
+                "CreatedBy": by,
+                "Size": if human { human_size(size) } else { size.to_string() },
+                "Comment": h["Comment"].as_str().unwrap_or(""),
+            })
+        })
+        .collect()
+}
+
+/// `berth history`.
+pub async fn history(c: &Client, a: HistoryArgs) -> CmdResult {
+    let v = c.get(&format!("/images/{}/history", a.image)).await?;
+    let items = v.as_array().cloned().unwrap_or_default();
+    let rows = history_rows(&items, a.no_trunc, a.human);
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or(""));
+        }
+        return Ok(0);
+    }
+    let fmt = a.format.unwrap_or_else(|| {
+        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}".into()
+    });
+    let header = |f: &str| match f {
+        "ID" => "IMAGE".to_owned(),
+        "CreatedSince" => "CREATED".to_owned(),
+        other => output::default_header(other),
+    };
+    print!("{}", output::render_rows(&fmt, &rows, &header)?);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_row_fields() {
+        let items = vec![
+            json!({"Id": "sha256:0123456789abcdef", "Created": 0, "CreatedBy": "/bin/sh -c #(nop) COPY dir:abc in /app with a long tail", "Size": 1500, "Comment": ""}),
+        ];
+        let r = &history_rows(&items, false, true)[0];
+        assert_eq!(r["ID"], "0123456789ab");
+        assert_eq!(r["Size"], "1.5kB");
+        assert_eq!(r["CreatedBy"].as_str().unwrap().chars().count(), 45);
+        let missing = vec![json!({"Id": "<missing>", "Created": 0, "Size": 0})];
+        assert_eq!(history_rows(&missing, false, true)[0]["ID"], "<missing>");
+    }
 }
