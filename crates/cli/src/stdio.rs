@@ -125,26 +125,131 @@ pub fn body_reader(resp: Response<Incoming>) -> impl AsyncRead + Unpin {
     tokio_util::io::StreamReader::new(Box::pin(stream))
 }
 
+/// How a [`pump`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The output stream reached EOF (the process ended or the daemon closed it).
+    Eof,
+    /// The user typed the detach key sequence.
+    Detached,
+}
+
+/// Parses docker's `--detach-keys` syntax (`ctrl-p,ctrl-q`, `a,ctrl-@`) into bytes.
+pub fn parse_detach_keys(spec: &str) -> Option<Vec<u8>> {
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => {
+                    let b = c.as_bytes()[0].to_ascii_lowercase();
+                    match b {
+                        b'a'..=b'z' => Some(b - b'a' + 1),
+                        b'@' => Some(0),
+                        b'[' => Some(27),
+                        b'\\' => Some(28),
+                        b']' => Some(29),
+                        b'^' => Some(30),
+                        b'_' => Some(31),
+                        _ => None,
+                    }
+                }
+                None if k.len() == 1 => Some(k.as_bytes()[0]),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Scans input for a detach sequence, holding back a partial match until it completes
+/// or breaks. Returns the bytes to forward and whether the sequence completed.
+pub struct DetachScanner {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachScanner {
+    /// A scanner for `keys` (an empty sequence never matches).
+    pub fn new(keys: Vec<u8>) -> Self {
+        DetachScanner { keys, matched: 0 }
+    }
+
+    /// Feeds input; returns (bytes to forward, detached).
+    pub fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(data.len());
+        if self.keys.is_empty() {
+            out.extend_from_slice(data);
+            return (out, false);
+        }
+        for &b in data {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
 /// Pumps a hijacked connection: output to stdout/stderr (raw if `tty`, else demultiplexed),
-/// and, if `stdin`, the local stdin to the connection (half-closing it at EOF).
-/// Returns when the output side reaches EOF.
-pub async fn pump(h: Hijacked, tty: bool, stdin: bool) -> Result<()> {
+/// and, if `stdin`, the local stdin to the connection (half-closing it at EOF). With
+/// `detach_keys`, typing that sequence ends the pump with [`PumpEnd::Detached`].
+/// Otherwise returns when the output side reaches EOF.
+pub async fn pump(
+    h: Hijacked,
+    tty: bool,
+    stdin: bool,
+    detach_keys: Option<Vec<u8>>,
+) -> Result<PumpEnd> {
     let (rd, mut wr) = h.stream.into_split();
+    let (detach_tx, mut detach_rx) = tokio::sync::oneshot::channel::<()>();
     let input = if stdin {
         Some(tokio::spawn(async move {
             let mut inp = tokio::io::stdin();
-            let _ = tokio::io::copy(&mut inp, &mut wr).await;
+            let mut scanner = DetachScanner::new(detach_keys.unwrap_or_default());
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let n = match inp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let (fwd, detached) = scanner.feed(&buf[..n]);
+                if !fwd.is_empty() && wr.write_all(&fwd).await.is_err() {
+                    break;
+                }
+                if detached {
+                    let _ = detach_tx.send(());
+                    return;
+                }
+            }
             let _ = wr.shutdown().await;
+            // keep the sender alive so EOF on stdin is not taken for a detach
+            std::future::pending::<()>().await;
         }))
     } else {
         drop(wr);
         None
     };
     let reader = std::io::Cursor::new(h.leftover).chain(rd);
-    let res = if tty {
-        copy_raw(reader).await
-    } else {
-        demux(reader).await
+    let output = async move {
+        if tty {
+            copy_raw(reader).await
+        } else {
+            demux(reader).await
+        }
+    };
+    let res = tokio::select! {
+        r = output => r.map(|_| PumpEnd::Eof),
+        Ok(()) = &mut detach_rx => Ok(PumpEnd::Detached),
     };
     if let Some(t) = input {
         t.abort();
@@ -155,6 +260,18 @@ pub async fn pump(h: Hijacked, tty: bool, stdin: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q"), Some(vec![16, 17]));
+        assert_eq!(parse_detach_keys("a,ctrl-@"), Some(vec![b'a', 0]));
+        assert_eq!(parse_detach_keys("ctrl-pp"), None);
+        let mut s = DetachScanner::new(vec![16, 17]);
+        assert_eq!(s.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(s.feed(b"x"), (b"\x10x".to_vec(), false));
+        assert_eq!(s.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(s.feed(b"\x11rest"), (Vec::new(), true));
+    }
 
     #[tokio::test]
     async fn demux_reads_frames_to_eof() {

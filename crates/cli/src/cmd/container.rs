@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// Run container in background and print container ID
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// Options shared with create
     #[command(flatten)]
     pub opts: CreateOpts,
@@ -219,6 +222,7 @@ async fn begin_wait(
 
 /// Attaches, starts and follows a container until it exits; returns its exit code.
 async fn attach_start_wait(
+    detach_keys: &str,
     c: &Client,
     id: &str,
     tty: bool,
@@ -257,7 +261,15 @@ async fn attach_start_wait(
     } else {
         spawn_signal_proxy(c.clone(), id.to_owned());
     }
-    stdio::pump(hijacked, tty, stdin).await?;
+    let keys = if tty && stdin {
+        stdio::parse_detach_keys(detach_keys)
+    } else {
+        None
+    };
+    if stdio::pump(hijacked, tty, stdin, keys).await? == stdio::PumpEnd::Detached {
+        wait.abort();
+        return Ok(0);
+    }
     drop(_raw);
     match wait.await {
         Ok(r) => r,
@@ -283,7 +295,16 @@ pub async fn run(c: &Client, a: RunArgs) -> CmdResult {
         println!("{id}");
         return Ok(0);
     }
-    attach_start_wait(c, &id, a.opts.tty, a.opts.interactive, a.opts.rm, true).await
+    attach_start_wait(
+        &a.detach_keys,
+        c,
+        &id,
+        a.opts.tty,
+        a.opts.interactive,
+        a.opts.rm,
+        true,
+    )
+    .await
 }
 
 /// `start` flags.
@@ -295,6 +316,9 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// Containers
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -312,7 +336,16 @@ pub async fn start(c: &Client, a: StartArgs) -> CmdResult {
         let id = info["Id"].as_str().unwrap_or(name).to_owned();
         let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
         let auto_remove = info["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false);
-        return attach_start_wait(c, &id, tty, a.interactive, auto_remove, true).await;
+        return attach_start_wait(
+            &a.detach_keys,
+            c,
+            &id,
+            tty,
+            a.interactive,
+            auto_remove,
+            true,
+        )
+        .await;
     }
     crate::error::for_each(&a.containers, |n| async move {
         c.post(&format!("/containers/{n}/start"), None).await?;
@@ -328,6 +361,9 @@ pub struct AttachArgs {
     /// Do not attach STDIN
     #[arg(long = "no-stdin")]
     pub no_stdin: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// Container
     pub container: String,
 }
@@ -344,7 +380,7 @@ pub async fn attach(c: &Client, a: AttachArgs) -> CmdResult {
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     let auto_remove = info["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false);
-    attach_start_wait(c, &id, tty, stdin, auto_remove, false).await
+    attach_start_wait(&a.detach_keys, c, &id, tty, stdin, auto_remove, false).await
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub struct ExecArgs {
     /// Give extended privileges to the command
     #[arg(long)]
     pub privileged: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// CONTAINER COMMAND [ARG...]
     #[arg(required = true, num_args = 2.., trailing_var_arg = true)]
     pub args: Vec<String>,
@@ -94,7 +97,14 @@ pub async fn exec(c: &Client, a: ExecArgs) -> CmdResult {
     if a.tty {
         spawn_resizer(c.clone(), format!("/exec/{id}/resize"));
     }
-    stdio::pump(hijacked, a.tty, a.interactive).await?;
+    let keys = if a.tty && a.interactive {
+        stdio::parse_detach_keys(&a.detach_keys)
+    } else {
+        None
+    };
+    if stdio::pump(hijacked, a.tty, a.interactive, keys).await? == stdio::PumpEnd::Detached {
+        return Ok(0);
+    }
     drop(raw);
     let info = c.get(&format!("/exec/{id}/json")).await?;
     Ok(info["ExitCode"].as_i64().unwrap_or(0) as i32)
