@@ -12,15 +12,27 @@ fn pull_shows_progress_and_lists_the_image() {
     let out = d.docker_ok(&["pull", &r]);
     assert!(out.contains("Pull complete"), "{out}");
     assert!(out.contains("Digest: sha256:"), "{out}");
-    assert!(out.contains(&format!("Downloaded newer image for {r}")), "{out}");
+    assert!(
+        out.contains(&format!("Downloaded newer image for {r}")),
+        "{out}"
+    );
     let again = d.docker_ok(&["pull", &r]);
     assert!(again.contains("Image is up to date"), "{again}");
     let listed = d.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(listed, r);
-    let inspect = d.docker_ok(&["image", "inspect", "-f", "{{index .RepoTags 0}} {{.Os}} {{len .RootFS.Layers}}", &r]);
+    let inspect = d.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .RepoTags 0}} {{.Os}} {{len .RootFS.Layers}}",
+        &r,
+    ]);
     assert_eq!(inspect, format!("{r} linux 1"));
     let digests = d.docker_ok(&["image", "inspect", "-f", "{{index .RepoDigests 0}}", &r]);
-    assert!(digests.starts_with(&format!("{}/busybox@sha256:", reg.addr())), "{digests}");
+    assert!(
+        digests.starts_with(&format!("{}/busybox@sha256:", reg.addr())),
+        "{digests}"
+    );
 }
 
 #[test]
@@ -30,7 +42,10 @@ fn pulls_docker_schema2_multi_layer_images_with_whiteouts() {
     let layers = d.docker_ok(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", &img]);
     assert_eq!(layers, "2");
     // The second layer deleted /bin/vi and added /etc/layer2.
-    assert_eq!(d.docker_ok(&["run", "--rm", &img, "cat", "/etc/layer2"]), "layer2");
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", &img, "cat", "/etc/layer2"]),
+        "layer2"
+    );
     let out = d.docker(&["run", "--rm", &img, "ls", "/bin/vi"]);
     assert!(!out.status.success(), "a whiteout did not hide /bin/vi");
 }
@@ -44,7 +59,10 @@ fn pulls_zstd_and_uncompressed_layers() {
     for tag in ["zstd", "plain"] {
         let r = format!("{}/bb:{tag}", reg.addr());
         d.docker_ok(&["pull", "-q", &r]);
-        assert_eq!(d.docker_ok(&["run", "--rm", &r, "cat", "/var/www/index.html"]), "hello-from-image");
+        assert_eq!(
+            d.docker_ok(&["run", "--rm", &r, "cat", "/var/www/index.html"]),
+            "hello-from-image"
+        );
     }
 }
 
@@ -59,8 +77,15 @@ fn shared_layers_are_stored_once() {
     reg2.push_busybox("other:x", &[]);
     let b = format!("{}/other:x", reg2.addr());
     let out = d.docker_ok(&["pull", &b]);
-    assert!(out.contains("Already exists") || out.contains("up to date") || !out.contains("Downloading"), "{out}");
-    let snaps = std::fs::read_dir(d.data_root().join("snapshots/snapshots")).map(|r| r.count()).unwrap_or(0);
+    assert!(
+        out.contains("Already exists")
+            || out.contains("up to date")
+            || !out.contains("Downloading"),
+        "{out}"
+    );
+    let snaps = std::fs::read_dir(d.data_root().join("snapshots/snapshots"))
+        .map(|r| r.count())
+        .unwrap_or(0);
     assert_eq!(snaps, 1, "one layer unpacked once");
 }
 
@@ -79,7 +104,11 @@ fn tag_and_rmi_follow_docker_rules() {
     assert!(out.status.success(), "{:?}", text(&out)); // still tagged as mine:latest
     let out = d.docker(&["rmi", "mine"]);
     assert!(!out.status.success());
-    assert!(text(&out).1.contains("is using its referenced image"), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("is using its referenced image"),
+        "{:?}",
+        text(&out)
+    );
     d.docker_ok(&["rm", "user"]);
     let out = d.docker_ok(&["rmi", "mine"]);
     assert!(out.contains("Deleted: sha256:"), "{out}");
@@ -93,7 +122,10 @@ fn pull_errors_name_the_image_and_cause_and_leave_nothing() {
     let out = d.docker(&["pull", &format!("{}/busybox:nope", reg.addr())]);
     assert!(!out.status.success());
     let err = text(&out).1;
-    assert!(err.contains("busybox:nope") && (err.contains("not found") || err.contains("unknown")), "{err}");
+    assert!(
+        err.contains("busybox:nope") && (err.contains("not found") || err.contains("unknown")),
+        "{err}"
+    );
     let out = d.docker(&["pull", &format!("{}/missing/repo:1", reg.addr())]);
     assert!(!out.status.success());
     let port = common::free_port();
@@ -103,7 +135,12 @@ fn pull_errors_name_the_image_and_cause_and_leave_nothing() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert_eq!(d.docker_ok(&["images", "-q"]), "");
     // docker run of a missing image says so.
-    let out = d.docker(&["run", "--rm", &format!("{}/busybox:nope", reg.addr()), "true"]);
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        &format!("{}/busybox:nope", reg.addr()),
+        "true",
+    ]);
     assert_eq!(out.status.code(), Some(125));
 }
 
@@ -111,16 +148,37 @@ fn pull_errors_name_the_image_and_cause_and_leave_nothing() {
 fn malformed_requests_get_400_with_a_message() {
     let d = Daemon::start();
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-w", "\n%{http_code}", "--unix-socket", d.socket.to_str().unwrap(), "-H", "Content-Type: application/json", "-d", "{not json", "http://x/v1.44/containers/create"])
+        .args([
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+            d.socket.to_str().unwrap(),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{not json",
+            "http://x/v1.44/containers/create",
+        ])
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.ends_with("400"), "{s}");
     assert!(s.contains("\"message\""), "{s}");
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-w", "\n%{http_code}", "--unix-socket", d.socket.to_str().unwrap(), "http://x/v1.44/containers/nope/json"])
+        .args([
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+            d.socket.to_str().unwrap(),
+            "http://x/v1.44/containers/nope/json",
+        ])
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.ends_with("404") && s.contains("No such container: nope"), "{s}");
+    assert!(
+        s.ends_with("404") && s.contains("No such container: nope"),
+        "{s}"
+    );
 }

@@ -20,9 +20,11 @@ fn json_map(raw: Option<&String>, what: &str) -> ApiResult<HashMap<String, Strin
     match raw.filter(|s| !s.is_empty()) {
         None => Ok(HashMap::new()),
         Some(s) => {
-            let v: HashMap<String, Option<String>> =
-                serde_json::from_str(s).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))?;
-            Ok(v.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
+            let v: HashMap<String, Option<String>> = serde_json::from_str(s)
+                .map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))?;
+            Ok(v.into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect())
         }
     }
 }
@@ -34,7 +36,12 @@ pub async fn build(
     body: Body,
 ) -> ApiResult<Response> {
     let q: HashMap<String, String> = pairs.iter().cloned().collect();
-    let tags: Vec<String> = pairs.iter().filter(|(k, _)| k == "t").map(|(_, v)| v.clone()).filter(|v| !v.is_empty()).collect();
+    let tags: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "t")
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+        .collect();
     let opts = berth_build::BuildOptions {
         dockerfile: q.get("dockerfile").cloned().unwrap_or_default(),
         tags,
@@ -48,18 +55,27 @@ pub async fn build(
         network_mode: q.get("networkmode").filter(|s| !s.is_empty()).cloned(),
     };
     if q.get("remote").is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::bad_request("remote build contexts are not supported"));
+        return Err(ApiError::bad_request(
+            "remote build contexts are not supported",
+        ));
     }
     let dir = engine.config().data_root.join("tmp");
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::bad_request(format!("tmp dir: {e}")))?;
     let path = dir.join(format!("context-{}.tar", berth_engine::names::new_id()));
-    let mut file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::bad_request(format!("context file: {e}")))?;
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("context file: {e}")))?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading build context: {e}")))?;
-        file.write_all(&chunk).await.map_err(|e| ApiError::bad_request(format!("writing build context: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading build context: {e}")))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("writing build context: {e}")))?;
     }
-    file.flush().await.map_err(|e| ApiError::bad_request(format!("writing build context: {e}")))?;
+    file.flush()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("writing build context: {e}")))?;
     drop(file);
     let (tx, rx) = mpsc::unbounded_channel::<Value>();
     tokio::spawn(async move {

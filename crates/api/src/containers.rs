@@ -28,9 +28,15 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> 
 }
 
 /// `POST /containers/create?name=`.
-pub async fn create(State(engine): State<Arc<Engine>>, Query(q): Query<Q>, body: Bytes) -> ApiResult<Response> {
+pub async fn create(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<Q>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: CreateRequest = parse_json(&body)?;
-    let id = engine.create_container(q.get("name").map(String::as_str), req).await?;
+    let id = engine
+        .create_container(q.get("name").map(String::as_str), req)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warnings": []}))).into_response())
 }
 
@@ -46,42 +52,80 @@ pub async fn list(State(engine): State<Arc<Engine>>, Query(q): Query<Q>) -> ApiR
 }
 
 /// `GET /containers/{id}/json`.
-pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn inspect(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(engine.inspect_container(&id)?))
 }
 
 /// `POST /containers/{id}/start`: 204, or 304 if already running.
-pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    Ok(if engine.start_container(&id).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+pub async fn start(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    Ok(if engine.start_container(&id).await? {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    })
 }
 
 /// `POST /containers/{id}/stop?t=&signal=`: 204, or 304 if not running.
-pub async fn stop(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<StatusCode> {
+pub async fn stop(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<StatusCode> {
     let t = int(&q, "t")?.or(int(&q, "timeout")?);
-    let stopped = engine.stop_container(&id, t, q.get("signal").map(String::as_str)).await?;
-    Ok(if stopped { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+    let stopped = engine
+        .stop_container(&id, t, q.get("signal").map(String::as_str))
+        .await?;
+    Ok(if stopped {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    })
 }
 
 /// `POST /containers/{id}/restart?t=`.
-pub async fn restart(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<StatusCode> {
+pub async fn restart(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<StatusCode> {
     let t = int(&q, "t")?.or(int(&q, "timeout")?);
     engine.restart_container(&id, t).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /containers/{id}/kill?signal=`.
-pub async fn kill(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<StatusCode> {
-    engine.kill_container(&id, q.get("signal").map(String::as_str)).await?;
+pub async fn kill(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<StatusCode> {
+    engine
+        .kill_container(&id, q.get("signal").map(String::as_str))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /containers/{id}/wait?condition=`: headers at once, the body at the exit.
-pub async fn wait(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<Response> {
+pub async fn wait(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<Response> {
     let condition = match q.get("condition").map(String::as_str) {
         None | Some("") | Some("not-running") => WaitCondition::NotRunning,
         Some("next-exit") => WaitCondition::NextExit,
         Some("removed") => WaitCondition::Removed,
-        Some(other) => return Err(ApiError::bad_request(format!("invalid condition: \"{other}\""))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid condition: \"{other}\""
+            )))
+        }
     };
     let c = engine.find_container(&id)?;
     let body = futures::stream::once(async move {
@@ -94,12 +138,20 @@ pub async fn wait(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Que
         Ok::<_, Infallible>(Bytes::from(line))
     });
     let mut resp = Response::new(Body::from_stream(body));
-    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
 /// `POST /containers/{id}/attach`: hijacks the connection.
-pub async fn attach(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>, mut req: Request) -> ApiResult<Response> {
+pub async fn attach(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+    mut req: Request,
+) -> ApiResult<Response> {
     let stdin = flag(&q, "stdin", false);
     let upgrade_requested = stream::wants_upgrade(req.headers());
     let on_upgrade = req
@@ -107,11 +159,21 @@ pub async fn attach(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Q
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| ApiError::bad_request("attach needs a hijackable connection"))?;
     let (c, rx) = engine.attach_container(&id, stdin).await?;
-    Ok(stream::hijack(on_upgrade, upgrade_requested, c.config.tty, async move { rx.await.ok() }, || {}))
+    Ok(stream::hijack(
+        on_upgrade,
+        upgrade_requested,
+        c.config.tty,
+        async move { rx.await.ok() },
+        async {},
+    ))
 }
 
 /// `POST /containers/{id}/resize?h=&w=`.
-pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<StatusCode> {
+pub async fn resize(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<StatusCode> {
     let h = int(&q, "h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
     let w = int(&q, "w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
     engine.resize_container(&id, h, w).await?;
@@ -119,15 +181,24 @@ pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Q
 }
 
 /// `GET /containers/{id}/logs`.
-pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<Response> {
+pub async fn logs(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<Response> {
     let tail = match q.get("tail").map(String::as_str) {
         None | Some("all") | Some("") => None,
-        Some(n) => Some(n.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid tail: {n}")))?),
+        Some(n) => Some(
+            n.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid tail: {n}")))?,
+        ),
     };
     let mut stdout = flag(&q, "stdout", false);
     let mut stderr = flag(&q, "stderr", false);
     if !stdout && !stderr {
-        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
     }
     if q.get("stdout").is_none() && q.get("stderr").is_none() {
         stdout = true;
@@ -148,14 +219,24 @@ pub async fn logs(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Que
 }
 
 /// `POST /containers/{id}/rename?name=`.
-pub async fn rename(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<StatusCode> {
+pub async fn rename(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<StatusCode> {
     let name = q.get("name").cloned().unwrap_or_default();
     engine.rename_container(&id, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /containers/{id}?force=&v=`.
-pub async fn remove(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<StatusCode> {
-    engine.remove_container(&id, flag(&q, "force", false), flag(&q, "v", false)).await?;
+pub async fn remove(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<StatusCode> {
+    engine
+        .remove_container(&id, flag(&q, "force", false), flag(&q, "v", false))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -41,7 +41,11 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!("{}", self.0);
         }
-        (status, Json(serde_json::json!({ "message": self.0.to_string() }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "message": self.0.to_string() })),
+        )
+            .into_response()
     }
 }
 

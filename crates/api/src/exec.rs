@@ -17,14 +17,22 @@ use crate::params::{int, Query as Q};
 use crate::stream;
 
 /// `POST /containers/{id}/exec`.
-pub async fn create(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+pub async fn create(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: ExecRequest = parse_json(&body)?;
     let exec_id = engine.create_exec(&id, req)?;
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
 }
 
 /// `POST /exec/{id}/start`: detached (200 at once) or hijacked.
-pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mut req: Request) -> ApiResult<Response> {
+pub async fn start(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    mut req: Request,
+) -> ApiResult<Response> {
     let upgrade_requested = stream::wants_upgrade(req.headers());
     let on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
     let body = axum::body::to_bytes(req.into_body(), 1 << 20)
@@ -43,12 +51,31 @@ pub async fn start(State(engine): State<Arc<Engine>>, Path(id): Path<String>, mu
         });
         return Ok(StatusCode::OK.into_response());
     }
-    let on_upgrade = on_upgrade.ok_or_else(|| ApiError::bad_request("exec start needs a hijackable connection"))?;
-    Ok(stream::hijack(on_upgrade, upgrade_requested, tty, async move { Some(shim) }, || {}))
+    let on_upgrade = on_upgrade
+        .ok_or_else(|| ApiError::bad_request("exec start needs a hijackable connection"))?;
+    let exec_id = id.clone();
+    let done = async move {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            engine.wait_exec(&exec_id),
+        )
+        .await;
+    };
+    Ok(stream::hijack(
+        on_upgrade,
+        upgrade_requested,
+        tty,
+        async move { Some(shim) },
+        done,
+    ))
 }
 
 /// `POST /exec/{id}/resize?h=&w=`.
-pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Query(q): Query<Q>) -> ApiResult<StatusCode> {
+pub async fn resize(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<StatusCode> {
     let h = int(&q, "h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
     let w = int(&q, "w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
     engine.resize_exec(&id, h, w).await?;
@@ -56,6 +83,9 @@ pub async fn resize(State(engine): State<Arc<Engine>>, Path(id): Path<String>, Q
 }
 
 /// `GET /exec/{id}/json`.
-pub async fn inspect(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn inspect(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(engine.inspect_exec(&id)?))
 }

@@ -25,19 +25,34 @@ pub fn registry_auth(headers: &HeaderMap) -> Option<berth_registry::Credentials>
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(raw.trim()))
         .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let (username, password) = (s("username"), s("password"));
     if username.is_empty() && password.is_empty() && s("identitytoken").is_empty() {
         return None;
     }
-    Some(berth_registry::Credentials { username, password, ..Default::default() })
+    Some(berth_registry::Credentials {
+        username,
+        password,
+        ..Default::default()
+    })
 }
 
 /// `POST /images/create?fromImage=&tag=`: streams pull progress.
-pub async fn create(State(engine): State<Arc<Engine>>, Query(q): Query<Q>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn create(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<Q>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let from = q.get("fromImage").cloned().unwrap_or_default();
     if from.is_empty() {
-        return Err(ApiError::bad_request("fromImage is required (import is not supported yet)"));
+        return Err(ApiError::bad_request(
+            "fromImage is required (import is not supported yet)",
+        ));
     }
     let tag = q.get("tag").cloned().unwrap_or_default();
     let reference = if tag.is_empty() {
@@ -63,8 +78,14 @@ pub async fn create(State(engine): State<Arc<Engine>>, Query(q): Query<Q>, heade
 /// `GET /images/json`.
 pub async fn list(State(engine): State<Arc<Engine>>, Query(q): Query<Q>) -> ApiResult<Json<Value>> {
     let filters = params::filters(&q)?;
-    let dangling = filters.get("dangling").and_then(|v| v.first()).map(|v| v == "true" || v == "1");
-    let reference = filters.get("reference").and_then(|v| v.first()).map(String::as_str);
+    let dangling = filters
+        .get("dangling")
+        .and_then(|v| v.first())
+        .map(|v| v == "true" || v == "1");
+    let reference = filters
+        .get("reference")
+        .and_then(|v| v.first())
+        .map(String::as_str);
     Ok(Json(json!(engine.list_images(dangling, reference)?)))
 }
 
@@ -79,7 +100,11 @@ fn split_name(rest: &str, verbs: &[&str]) -> (String, String) {
 }
 
 /// `GET /images/{name}/json|history|get`.
-pub async fn get_dispatch(State(engine): State<Arc<Engine>>, Path(rest): Path<String>, Query(q): Query<Q>) -> ApiResult<Response> {
+pub async fn get_dispatch(
+    State(engine): State<Arc<Engine>>,
+    Path(rest): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<Response> {
     let (name, verb) = split_name(&rest, &["json", "history", "get"]);
     match verb.as_str() {
         "json" => Ok(Json(engine.inspect_image(&name)?).into_response()),
@@ -110,7 +135,11 @@ pub async fn post_dispatch(
         }
         "push" => {
             let tag = q.get("tag").cloned().unwrap_or_default();
-            let reference = if tag.is_empty() { name } else { format!("{name}:{tag}") };
+            let reference = if tag.is_empty() {
+                name
+            } else {
+                format!("{name}:{tag}")
+            };
             let creds = registry_auth(&headers);
             engine.find_image(&reference)?;
             let (tx, rx) = mpsc::unbounded_channel();
@@ -127,7 +156,11 @@ pub async fn post_dispatch(
 }
 
 /// `DELETE /images/{name}?force=`.
-pub async fn remove(State(engine): State<Arc<Engine>>, Path(name): Path<String>, Query(q): Query<Q>) -> ApiResult<Json<Value>> {
+pub async fn remove(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(q): Query<Q>,
+) -> ApiResult<Json<Value>> {
     let force = params::flag(&q, "force", false);
     Ok(Json(json!(engine.remove_image(&name, force)?)))
 }

@@ -45,7 +45,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/prune", post(system_df::prune_images))
         .route("/images/create", post(images::create))
         .route("/images/json", get(images::list))
-        .route("/images/*rest", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
+        .route(
+            "/images/*rest",
+            get(images::get_dispatch)
+                .post(images::post_dispatch)
+                .delete(images::remove),
+        )
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/:id/json", get(containers::inspect))
@@ -66,13 +71,19 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))
-        .route("/networks/:id", get(networks::inspect).delete(networks::remove))
+        .route(
+            "/networks/:id",
+            get(networks::inspect).delete(networks::remove),
+        )
         .route("/networks/:id/connect", post(networks::connect))
         .route("/networks/:id/disconnect", post(networks::disconnect))
         .route("/volumes", get(networks::volume_list))
         .route("/volumes/create", post(networks::volume_create))
         .route("/volumes/prune", post(networks::volume_prune))
-        .route("/volumes/:name", get(networks::volume_inspect).delete(networks::volume_remove))
+        .route(
+            "/volumes/:name",
+            get(networks::volume_inspect).delete(networks::volume_remove),
+        )
         .route("/session", post(system::not_implemented))
         .route("/_ping_head_only", head(system::ping))
         .fallback(system::unknown)
@@ -91,9 +102,13 @@ pub async fn serve_unix(engine: Arc<Engine>, path: &Path) -> std::io::Result<()>
         let (stream, _) = listener.accept().await?;
         let app = app.clone();
         tokio::spawn(async move {
-            let svc = TowerToHyperService::new(tower_service_shim::MapRequest::new(app, strip_version));
+            let svc =
+                TowerToHyperService::new(tower_service_shim::MapRequest::new(app, strip_version));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await
+            {
                 tracing::debug!("connection: {e}");
             }
         });
@@ -113,7 +128,10 @@ mod tower_service_shim {
         if let Some(rest) = path.strip_prefix("/v") {
             if let Some(slash) = rest.find('/') {
                 let ver = &rest[..slash];
-                if ver.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) {
+                if ver
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                {
                     let new_path = rest[slash..].to_string();
                     let pq = match req.uri().query() {
                         Some(q) => format!("{new_path}?{q}"),

@@ -37,7 +37,10 @@ pub fn filters(q: &Query) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
     if let Some(obj) = v.as_object() {
         for (k, vals) in obj {
             let list: Vec<String> = match vals {
-                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
                 serde_json::Value::Object(o) => o.keys().cloned().collect(),
                 serde_json::Value::String(s) => vec![s.clone()],
                 _ => Vec::new(),
@@ -50,5 +53,7 @@ pub fn filters(q: &Query) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
 
 /// Parses Docker's time parameters (`since`, `until`): unix seconds with optional fraction.
 pub fn unix_time(q: &Query, key: &str) -> Option<f64> {
-    q.get(key).filter(|v| !v.is_empty()).and_then(|v| v.parse::<f64>().ok())
+    q.get(key)
+        .filter(|v| !v.is_empty())
+        .and_then(|v| v.parse::<f64>().ok())
 }

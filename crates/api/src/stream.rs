@@ -25,7 +25,10 @@ pub fn json_lines(rx: mpsc::UnboundedReceiver<Value>) -> Response {
         Some((Ok::<_, Infallible>(Bytes::from(line)), rx))
     });
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -33,7 +36,8 @@ pub fn json_lines(rx: mpsc::UnboundedReceiver<Value>) -> Response {
 pub fn bytes_body(rx: mpsc::Receiver<Bytes>, content_type: &'static str) -> Response {
     let stream = ReceiverStream::new(rx).map(Ok::<_, Infallible>);
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -63,21 +67,23 @@ pub fn hijack(
     upgrade_requested: bool,
     tty: bool,
     shim: impl std::future::Future<Output = Option<UnixStream>> + Send + 'static,
-    on_done: impl FnOnce() + Send + 'static,
+    before_close: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Response {
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
         let client = TokioIo::new(upgraded);
         let Some(shim) = shim.await else { return };
-        pipe(client, shim, tty).await;
-        on_done();
+        pipe(client, shim, tty, before_close).await;
     });
     let mut resp = Response::new(Body::empty());
     if upgrade_requested {
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     }
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(stream_type(tty)));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(stream_type(tty)),
+    );
     if upgrade_requested {
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
@@ -85,8 +91,12 @@ pub fn hijack(
     resp
 }
 
-async fn pipe<C>(client: C, shim: UnixStream, tty: bool)
-where
+async fn pipe<C>(
+    client: C,
+    shim: UnixStream,
+    tty: bool,
+    before_close: impl std::future::Future<Output = ()>,
+) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut client_r, mut client_w) = tokio::io::split(client);
@@ -128,6 +138,7 @@ where
         }
         let _ = client_w.flush().await;
     }
+    before_close.await;
     let _ = client_w.shutdown().await;
     input.abort();
 }

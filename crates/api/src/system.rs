@@ -22,9 +22,15 @@ pub async fn ping() -> Response {
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert("Builder-Version", HeaderValue::from_static("1"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -62,10 +68,22 @@ pub async fn info(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Value>> {
 }
 
 /// `POST /auth`: checks credentials against the registry.
-pub async fn auth(State(engine): State<Arc<Engine>>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
-    let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    engine.login(&s("serveraddress"), &s("username"), &s("password")).await?;
-    Ok(Json(json!({"Status": "Login Succeeded", "IdentityToken": ""})))
+pub async fn auth(
+    State(engine): State<Arc<Engine>>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let s = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    engine
+        .login(&s("serveraddress"), &s("username"), &s("password"))
+        .await?;
+    Ok(Json(
+        json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+    ))
 }
 
 /// `GET /events`: the remembered events since `since`, then live ones until `until`.
@@ -83,14 +101,28 @@ pub async fn events(State(engine): State<Arc<Engine>>, Query(q): Query<Q>) -> Ap
         filters.iter().all(|(k, vals)| {
             vals.iter().any(|v| match k.as_str() {
                 "type" => ev.kind == *v,
-                "event" | "action" => ev.action == *v || ev.action.split(':').next() == Some(v.as_str()),
-                "container" => ev.kind == "container" && (ev.actor.id.starts_with(v.as_str()) || ev.actor.attributes.get("name") == Some(v)),
-                "image" => ev.actor.attributes.get("image") == Some(v) || ev.actor.id == *v || ev.actor.attributes.get("name") == Some(v),
+                "event" | "action" => {
+                    ev.action == *v || ev.action.split(':').next() == Some(v.as_str())
+                }
+                "container" => {
+                    ev.kind == "container"
+                        && (ev.actor.id.starts_with(v.as_str())
+                            || ev.actor.attributes.get("name") == Some(v))
+                }
+                "image" => {
+                    ev.actor.attributes.get("image") == Some(v)
+                        || ev.actor.id == *v
+                        || ev.actor.attributes.get("name") == Some(v)
+                }
                 "label" => match v.split_once('=') {
                     Some((lk, lv)) => ev.actor.attributes.get(lk).map(String::as_str) == Some(lv),
                     None => ev.actor.attributes.contains_key(v.as_str()),
                 },
-                "network" => ev.kind == "network" && (ev.actor.id.starts_with(v.as_str()) || ev.actor.attributes.get("name") == Some(v)),
+                "network" => {
+                    ev.kind == "network"
+                        && (ev.actor.id.starts_with(v.as_str())
+                            || ev.actor.attributes.get("name") == Some(v))
+                }
                 "volume" => ev.kind == "volume" && ev.actor.id == *v,
                 _ => true,
             })
@@ -100,7 +132,10 @@ pub async fn events(State(engine): State<Arc<Engine>>, Query(q): Query<Q>) -> Ap
     tokio::spawn(async move {
         if replay {
             for ev in history.iter().filter(|e| matches(e)) {
-                if tx.send(serde_json::to_value(ev).unwrap_or_default()).is_err() {
+                if tx
+                    .send(serde_json::to_value(ev).unwrap_or_default())
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -114,7 +149,11 @@ pub async fn events(State(engine): State<Arc<Engine>>, Query(q): Query<Q>) -> Ap
             loop {
                 match live.recv().await {
                     Ok(ev) => {
-                        if matches(&ev) && tx.send(serde_json::to_value(&ev).unwrap_or_default()).is_err() {
+                        if matches(&ev)
+                            && tx
+                                .send(serde_json::to_value(&ev).unwrap_or_default())
+                                .is_err()
+                        {
                             return;
                         }
                     }
@@ -135,10 +174,18 @@ pub async fn events(State(engine): State<Arc<Engine>>, Query(q): Query<Q>) -> Ap
 
 /// Endpoints Berth does not offer.
 pub async fn not_implemented() -> Response {
-    (StatusCode::NOT_IMPLEMENTED, Json(json!({"message": "not implemented by berth"}))).into_response()
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        Json(json!({"message": "not implemented by berth"})),
+    )
+        .into_response()
 }
 
 /// Unknown paths: Docker's 404 body.
 pub async fn unknown() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"message": "page not found"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"message": "page not found"})),
+    )
+        .into_response()
 }

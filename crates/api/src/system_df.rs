@@ -18,13 +18,23 @@ pub async fn df(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Value>> {
 /// `POST /containers/prune`.
 pub async fn prune_containers(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Value>> {
     let (ids, space) = engine.prune_containers().await?;
-    Ok(Json(json!({"ContainersDeleted": ids, "SpaceReclaimed": space})))
+    Ok(Json(
+        json!({"ContainersDeleted": ids, "SpaceReclaimed": space}),
+    ))
 }
 
 /// `POST /images/prune?filters={"dangling":["false"]}` (false means all unused).
-pub async fn prune_images(State(engine): State<Arc<Engine>>, Query(q): Query<Q>) -> ApiResult<Json<Value>> {
+pub async fn prune_images(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<Q>,
+) -> ApiResult<Json<Value>> {
     let f = params::filters(&q)?;
-    let all = f.get("dangling").and_then(|v| v.first()).is_some_and(|v| v == "false" || v == "0");
+    let all = f
+        .get("dangling")
+        .and_then(|v| v.first())
+        .is_some_and(|v| v == "false" || v == "0");
     let (deleted, space) = engine.prune_images(all)?;
-    Ok(Json(json!({"ImagesDeleted": deleted, "SpaceReclaimed": space})))
+    Ok(Json(
+        json!({"ImagesDeleted": deleted, "SpaceReclaimed": space}),
+    ))
 }

@@ -45,15 +45,10 @@ struct Args {
     log_level: String,
 }
 
-fn shim_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("BERTH_SHIM") {
-        return PathBuf::from(p);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join("berth-shim")))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("berth-shim"))
+/// `$BERTH_SHIM`, else `berth-shim` next to this binary, else on `$PATH`.
+fn shim_binary() -> anyhow::Result<PathBuf> {
+    berth_runtime::find_shim_binary()
+        .context("berth-shim not found: set BERTH_SHIM or install it next to berthd")
 }
 
 #[tokio::main]
@@ -63,17 +58,24 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
         .init();
-    let mut cfg = berth_engine::EngineConfig::with_roots(args.data_root.clone(), args.exec_root.clone());
+    let mut cfg =
+        berth_engine::EngineConfig::with_roots(args.data_root.clone(), args.exec_root.clone());
     cfg.insecure_registries = args.insecure_registries.clone();
     cfg.max_concurrent_downloads = args.max_concurrent_downloads.max(1);
-    cfg.shim_binary = shim_binary();
+    cfg.shim_binary = shim_binary()?;
     cfg.default_runtime = args.default_runtime.clone();
     cfg.bridge_name = args.bridge.clone();
     cfg.bridge_subnet = args.bip.clone();
     cfg.nft_table = args.nft_table.clone();
     cfg.cgroup_parent = args.cgroup_parent.clone();
-    let engine = berth_engine::Engine::open(cfg).await.context("open engine")?;
-    let hosts = if args.hosts.is_empty() { vec!["unix:///run/berth/berth.sock".to_string()] } else { args.hosts.clone() };
+    let engine = berth_engine::Engine::open(cfg)
+        .await
+        .context("open engine")?;
+    let hosts = if args.hosts.is_empty() {
+        vec!["unix:///run/berth/berth.sock".to_string()]
+    } else {
+        args.hosts.clone()
+    };
     let mut servers = Vec::new();
     for h in hosts {
         let Some(path) = h.strip_prefix("unix://") else {

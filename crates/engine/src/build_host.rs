@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_build::host::{BaseImage, BuildHost, CachedStep, HostError, Layer, RunMount, RunSpec, WorkRoot};
+use berth_build::host::{
+    BaseImage, BuildHost, CachedStep, HostError, Layer, RunMount, RunSpec, WorkRoot,
+};
 use berth_content::Digest;
 use berth_runtime::{MountSpec, NetnsMode, ShimClient, SpecOptions, UserSpec};
 use serde::{Deserialize, Serialize};
@@ -70,9 +72,15 @@ impl Engine {
         let mut rows = Vec::new();
         for (diff, chain) in diff_ids.iter().zip(&chains) {
             let chain_s = chain.to_string();
-            let built: Option<BuiltLayer> = self.db.get("build_cache", "key", &format!("layer:{chain_s}"))?;
+            let built: Option<BuiltLayer> =
+                self.db
+                    .get("build_cache", "key", &format!("layer:{chain_s}"))?;
             let (blob, blob_size, media_type) = match built {
-                Some(b) => (Some(b.blob), Some(b.blob_size), Some(GZIP_LAYER.to_string())),
+                Some(b) => (
+                    Some(b.blob),
+                    Some(b.blob_size),
+                    Some(GZIP_LAYER.to_string()),
+                ),
                 None => {
                     let conn = self.db.lock();
                     let r: Option<(Option<String>, Option<i64>, Option<String>)> = rusqlite::OptionalExtension::optional(conn.query_row(
@@ -83,17 +91,29 @@ impl Engine {
                     r.unwrap_or((None, None, None))
                 }
             };
-            rows.push(LayerRow { chain_id: chain_s, diff_id: diff.to_string(), blob, blob_size, media_type });
+            rows.push(LayerRow {
+                chain_id: chain_s,
+                diff_id: diff.to_string(),
+                blob,
+                blob_size,
+                media_type,
+            });
         }
         Ok(rows)
     }
 
     /// Runs `args` in `rootfs` as a one-off container through a shim; output lines go to
     /// `output`. Returns the exit code.
-    pub(crate) async fn run_in_rootfs(&self, key: &str, mut opts: SpecOptions, output: UnboundedSender<String>) -> Result<i32, EngineError> {
+    pub(crate) async fn run_in_rootfs(
+        &self,
+        key: &str,
+        mut opts: SpecOptions,
+        output: UnboundedSender<String>,
+    ) -> Result<i32, EngineError> {
         let dir = self.build_dir(key);
         opts.cgroup_parent = self.cfg.cgroup_parent.clone();
-        let spec = berth_runtime::build_spec(&opts).map_err(|e| EngineError::invalid(format!("build step spec: {e}")))?;
+        let spec = berth_runtime::build_spec(&opts)
+            .map_err(|e| EngineError::invalid(format!("build step spec: {e}")))?;
         std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec)?)?;
         let state_dir = self.cfg.exec_root.join("b").join(&key[..16.min(key.len())]);
         let _ = std::fs::remove_dir_all(&state_dir);
@@ -103,7 +123,11 @@ impl Engine {
             bundle: dir.clone(),
             state_dir: state_dir.clone(),
             log_path: dir.join("run.log"),
-            log: berth_runtime::LogConfig { driver: berth_runtime::LogDriver::None, max_size: None, max_files: 1 },
+            log: berth_runtime::LogConfig {
+                driver: berth_runtime::LogDriver::None,
+                max_size: None,
+                max_files: 1,
+            },
             runtime: self.runtime_kind(&self.cfg.default_runtime),
             tty: false,
             open_stdin: false,
@@ -113,9 +137,17 @@ impl Engine {
             .await
             .map_err(|e| EngineError::internal(format!("shim task: {e}")))?
             .map_err(|e| EngineError::internal(format!("run build step: {e}")))?;
-        let client = ShimClient::connect(&state_dir).await.map_err(|e| EngineError::internal(format!("build shim: {e}")))?;
-        let mut stream = client.attach(false).await.map_err(|e| EngineError::internal(format!("build attach: {e}")))?;
-        client.start().await.map_err(|e| EngineError::internal(format!("start build step: {e}")))?;
+        let client = ShimClient::connect(&state_dir)
+            .await
+            .map_err(|e| EngineError::internal(format!("build shim: {e}")))?;
+        let mut stream = client
+            .attach(false)
+            .await
+            .map_err(|e| EngineError::internal(format!("build attach: {e}")))?;
+        client
+            .start()
+            .await
+            .map_err(|e| EngineError::internal(format!("start build step: {e}")))?;
         let reader = tokio::spawn(async move {
             let mut header = [0u8; 8];
             let mut pending = Vec::new();
@@ -135,7 +167,10 @@ impl Engine {
                 let _ = output.send(String::from_utf8_lossy(&pending).to_string());
             }
         });
-        let status = client.wait().await.map_err(|e| EngineError::internal(format!("wait build step: {e}")))?;
+        let status = client
+            .wait()
+            .await
+            .map_err(|e| EngineError::internal(format!("wait build step: {e}")))?;
         let _ = reader.await;
         let _ = std::fs::remove_dir_all(&state_dir);
         Ok(status.code)
@@ -144,7 +179,12 @@ impl Engine {
 
 #[async_trait]
 impl BuildHost for EngineBuildHost {
-    async fn resolve_base(&self, name: &str, _platform: Option<&str>, pull: bool) -> Result<BaseImage, HostError> {
+    async fn resolve_base(
+        &self,
+        name: &str,
+        _platform: Option<&str>,
+        pull: bool,
+    ) -> Result<BaseImage, HostError> {
         let e = &self.engine;
         let img = match (pull, e.find_image(name)) {
             (false, Ok(img)) => img,
@@ -155,13 +195,20 @@ impl BuildHost for EngineBuildHost {
             }
         };
         let layers = e.db.image_layers(&img.id).map_err(host_err)?;
-        Ok(BaseImage { image_id: img.id.clone(), image: img.config.clone(), top_layer: layers.last().map(|l| l.chain_id.clone()) })
+        Ok(BaseImage {
+            image_id: img.id.clone(),
+            image: img.config.clone(),
+            top_layer: layers.last().map(|l| l.chain_id.clone()),
+        })
     }
 
     async fn prepare_rootfs(&self, parent_layer: Option<&str>) -> Result<WorkRoot, HostError> {
         let e = &self.engine;
         let key = format!("build-{}", crate::names::new_id());
-        let mounts = e.snaps.prepare(&key, parent_layer.filter(|p| !p.is_empty())).map_err(failed)?;
+        let mounts = e
+            .snaps
+            .prepare(&key, parent_layer.filter(|p| !p.is_empty()))
+            .map_err(failed)?;
         let rootfs = e.build_dir(&key).join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(failed)?;
         if let Err(err) = berth_snapshot::mount_all(&mounts, &rootfs) {
@@ -171,46 +218,118 @@ impl BuildHost for EngineBuildHost {
         Ok(WorkRoot { key, rootfs })
     }
 
-    async fn run(&self, work: &WorkRoot, spec: RunSpec, output: UnboundedSender<String>) -> Result<i32, HostError> {
+    async fn run(
+        &self,
+        work: &WorkRoot,
+        spec: RunSpec,
+        output: UnboundedSender<String>,
+    ) -> Result<i32, HostError> {
         let e = &self.engine;
         let user = crate::users::resolve_user(&work.rootfs, &spec.user, &[]).map_err(host_err)?;
         let mut o = SpecOptions::new(work.key.clone(), work.rootfs.clone(), spec.args.clone());
         o.env = spec.env.clone();
         if !o.env.iter().any(|v| v.starts_with("HOME=")) {
-            o.env.push(format!("HOME={}", if user.home.is_empty() { "/" } else { &user.home }));
+            o.env.push(format!(
+                "HOME={}",
+                if user.home.is_empty() {
+                    "/"
+                } else {
+                    &user.home
+                }
+            ));
         }
-        o.cwd = if spec.cwd.is_empty() { "/".into() } else { spec.cwd.clone() };
+        o.cwd = if spec.cwd.is_empty() {
+            "/".into()
+        } else {
+            spec.cwd.clone()
+        };
         if let Ok(p) = crate::containers::start::berth_image_safe_join(&work.rootfs, &o.cwd) {
             let _ = std::fs::create_dir_all(p);
         }
-        o.user = UserSpec { uid: user.uid, gid: user.gid, additional_gids: user.additional_gids };
+        o.user = UserSpec {
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids,
+        };
         o.hostname = work.key[6..18].to_string();
-        o.netns = if spec.network == "none" { NetnsMode::None } else { NetnsMode::Host };
+        o.netns = if spec.network == "none" {
+            NetnsMode::None
+        } else {
+            NetnsMode::Host
+        };
         if spec.network != "none" {
-            o.mounts.push(MountSpec { destination: "/etc/resolv.conf".into(), source: "/etc/resolv.conf".into(), kind: "bind".into(), options: vec!["rbind".into(), "ro".into()] });
+            o.mounts.push(MountSpec {
+                destination: "/etc/resolv.conf".into(),
+                source: "/etc/resolv.conf".into(),
+                kind: "bind".into(),
+                options: vec!["rbind".into(), "ro".into()],
+            });
         }
         for m in &spec.mounts {
             match m {
-                RunMount::Cache { id, target, readonly, .. } => {
-                    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+                RunMount::Cache {
+                    id,
+                    target,
+                    readonly,
+                    ..
+                } => {
+                    let safe: String = id
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
                     let dir = e.cfg.data_root.join("build-cache-mounts").join(safe);
                     std::fs::create_dir_all(&dir).map_err(failed)?;
-                    o.mounts.push(MountSpec { destination: target.clone(), source: dir.display().to_string(), kind: "bind".into(), options: vec!["rbind".into(), if *readonly { "ro".into() } else { "rw".into() }] });
+                    o.mounts.push(MountSpec {
+                        destination: target.clone(),
+                        source: dir.display().to_string(),
+                        kind: "bind".into(),
+                        options: vec![
+                            "rbind".into(),
+                            if *readonly { "ro".into() } else { "rw".into() },
+                        ],
+                    });
                 }
-                RunMount::Bind { source, target, readonly } => {
-                    o.mounts.push(MountSpec { destination: target.clone(), source: source.display().to_string(), kind: "bind".into(), options: vec!["rbind".into(), if *readonly { "ro".into() } else { "rw".into() }] });
+                RunMount::Bind {
+                    source,
+                    target,
+                    readonly,
+                } => {
+                    o.mounts.push(MountSpec {
+                        destination: target.clone(),
+                        source: source.display().to_string(),
+                        kind: "bind".into(),
+                        options: vec![
+                            "rbind".into(),
+                            if *readonly { "ro".into() } else { "rw".into() },
+                        ],
+                    });
                 }
                 RunMount::Tmpfs { target } => {
-                    o.mounts.push(MountSpec { destination: target.clone(), source: "tmpfs".into(), kind: "tmpfs".into(), options: vec!["nosuid".into(), "nodev".into()] });
+                    o.mounts.push(MountSpec {
+                        destination: target.clone(),
+                        source: "tmpfs".into(),
+                        kind: "tmpfs".into(),
+                        options: vec!["nosuid".into(), "nodev".into()],
+                    });
                 }
             }
         }
-        e.run_in_rootfs(&work.key, o, output).await.map_err(host_err)
+        e.run_in_rootfs(&work.key, o, output)
+            .await
+            .map_err(host_err)
     }
 
     async fn commit(&self, work: WorkRoot) -> Result<Layer, HostError> {
         let e = Arc::clone(&self.engine);
-        tokio::task::spawn_blocking(move || commit_blocking(&e, &work)).await.map_err(failed)?
+        tokio::task::spawn_blocking(move || commit_blocking(&e, &work))
+            .await
+            .map_err(failed)?
     }
 
     async fn discard(&self, work: WorkRoot) -> Result<(), HostError> {
@@ -221,14 +340,23 @@ impl BuildHost for EngineBuildHost {
         Ok(())
     }
 
-    async fn create_image(&self, image: Value, _top_layer: Option<&str>) -> Result<String, HostError> {
+    async fn create_image(
+        &self,
+        image: Value,
+        _top_layer: Option<&str>,
+    ) -> Result<String, HostError> {
         let e = &self.engine;
         let bytes = serde_json::to_vec(&image).map_err(failed)?;
         let digest = e.content.write_blob(&bytes).map_err(failed)?;
         let diff_ids: Vec<Digest> = image
             .pointer("/rootfs/diff_ids")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|d| d.as_str()).filter_map(|d| d.parse().ok()).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str())
+                    .filter_map(|d| d.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         let rows = e.rows_for_chain(&diff_ids).map_err(host_err)?;
         let mut size = 0i64;
@@ -236,7 +364,14 @@ impl BuildHost for EngineBuildHost {
             size += e.snaps.usage(&r.chain_id).unwrap_or(0) as i64;
         }
         let id = digest.to_string();
-        let rec = ImageRecord { id: id.clone(), config: image, manifest_digest: None, size, parent: String::new(), last_tag_time: String::new() };
+        let rec = ImageRecord {
+            id: id.clone(),
+            config: image,
+            manifest_digest: None,
+            size,
+            parent: String::new(),
+            last_tag_time: String::new(),
+        };
         e.db.put_image(&id, &rec, &rows).map_err(host_err)?;
         Ok(id)
     }
@@ -244,19 +379,34 @@ impl BuildHost for EngineBuildHost {
     async fn tag(&self, image_id: &str, tag: &str) -> Result<(), HostError> {
         let e = &self.engine;
         let r = crate::images::parse_reference(tag).map_err(host_err)?;
-        e.db.set_ref("tags", &crate::images::tag_key(&r), image_id).map_err(host_err)?;
-        e.events.publish("image", "tag", image_id, BTreeMap::from([("name".into(), crate::images::tag_key(&r))]));
+        e.db.set_ref("tags", &crate::images::tag_key(&r), image_id)
+            .map_err(host_err)?;
+        e.events.publish(
+            "image",
+            "tag",
+            image_id,
+            BTreeMap::from([("name".into(), crate::images::tag_key(&r))]),
+        );
         Ok(())
     }
 
     async fn cache_get(&self, key: &str) -> Result<Option<CachedStep>, HostError> {
         let e = &self.engine;
-        let step: Option<CachedStep> = e.db.get("build_cache", "key", &format!("step:{key}")).map_err(host_err)?;
-        Ok(step.filter(|s| s.top_layer.as_deref().is_none_or(|t| t.is_empty() || e.snaps.exists(t))))
+        let step: Option<CachedStep> =
+            e.db.get("build_cache", "key", &format!("step:{key}"))
+                .map_err(host_err)?;
+        Ok(step.filter(|s| {
+            s.top_layer
+                .as_deref()
+                .is_none_or(|t| t.is_empty() || e.snaps.exists(t))
+        }))
     }
 
     async fn cache_put(&self, key: &str, step: &CachedStep) -> Result<(), HostError> {
-        self.engine.db.put_keyed("build_cache", "key", &format!("step:{key}"), step).map_err(host_err)
+        self.engine
+            .db
+            .put_keyed("build_cache", "key", &format!("step:{key}"), step)
+            .map_err(host_err)
     }
 }
 
@@ -266,24 +416,36 @@ fn commit_blocking(e: &Engine, work: &WorkRoot) -> Result<Layer, HostError> {
     let _ = berth_snapshot::unmount(&work.rootfs);
     let parent = e.snaps.parent(&work.key).map_err(failed)?;
     let upper = e.snaps.upper_dir(&work.key).map_err(failed)?;
-    let empty = std::fs::read_dir(&upper).map(|mut d| d.next().is_none()).unwrap_or(true);
+    let empty = std::fs::read_dir(&upper)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
     let parent_id = parent.clone().unwrap_or_default();
     if empty {
         let _ = e.snaps.remove(&work.key);
         let _ = std::fs::remove_dir_all(e.build_dir(&work.key));
-        return Ok(Layer { layer_id: parent_id, diff_id: String::new(), size: 0, empty: true });
+        return Ok(Layer {
+            layer_id: parent_id,
+            diff_id: String::new(),
+            size: 0,
+            empty: true,
+        });
     }
     let tmp = e.build_dir(&work.key).join("layer.tar.gz");
     let file = std::fs::File::create(&tmp).map_err(failed)?;
-    let mut gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let mut gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
     let applied = crate::layer_diff::write_layer(&upper, &mut gz).map_err(host_err)?;
     let mut inner = gz.finish().map_err(failed)?;
     inner.flush().map_err(failed)?;
     drop(inner);
     let blob = import_file(&e.content, &tmp).map_err(failed)?;
-    let blob_size = std::fs::metadata(e.content.path(&blob)).map(|m| m.len() as i64).unwrap_or(0);
+    let blob_size = std::fs::metadata(e.content.path(&blob))
+        .map(|m| m.len() as i64)
+        .unwrap_or(0);
     let chain = match &parent {
-        Some(p) if !p.is_empty() => Digest::sha256_of(format!("{p} {}", applied.diff_id).as_bytes()),
+        Some(p) if !p.is_empty() => {
+            Digest::sha256_of(format!("{p} {}", applied.diff_id).as_bytes())
+        }
         _ => applied.diff_id.clone(),
     };
     let chain_s = chain.to_string();
@@ -293,14 +455,26 @@ fn commit_blocking(e: &Engine, work: &WorkRoot) -> Result<Layer, HostError> {
         e.snaps.commit(&chain_s, &work.key).map_err(failed)?;
     }
     let _ = std::fs::remove_dir_all(e.build_dir(&work.key));
-    let rec = BuiltLayer { diff_id: applied.diff_id.to_string(), blob: blob.to_string(), blob_size };
-    e.db.put_keyed("build_cache", "key", &format!("layer:{chain_s}"), &rec).map_err(host_err)?;
-    Ok(Layer { layer_id: chain_s, diff_id: applied.diff_id.to_string(), size: applied.size, empty: false })
+    let rec = BuiltLayer {
+        diff_id: applied.diff_id.to_string(),
+        blob: blob.to_string(),
+        blob_size,
+    };
+    e.db.put_keyed("build_cache", "key", &format!("layer:{chain_s}"), &rec)
+        .map_err(host_err)?;
+    Ok(Layer {
+        layer_id: chain_s,
+        diff_id: applied.diff_id.to_string(),
+        size: applied.size,
+        empty: false,
+    })
 }
 
-
 /// Adds a file to the content store under its sha256 digest (streamed, not read whole).
-pub(crate) fn import_file(store: &berth_content::ContentStore, path: &std::path::Path) -> Result<Digest, EngineError> {
+pub(crate) fn import_file(
+    store: &berth_content::ContentStore,
+    path: &std::path::Path,
+) -> Result<Digest, EngineError> {
     use sha2::Digest as _;
     use std::io::Read;
     let mut hasher = sha2::Sha256::new();
@@ -319,17 +493,25 @@ pub(crate) fn import_file(store: &berth_content::ContentStore, path: &std::path:
     if store.has(&digest) {
         return Ok(digest);
     }
-    let mut ingest = store.ingest(&digest).map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
-    ingest.reset().map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
+    let mut ingest = store
+        .ingest(&digest)
+        .map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
+    ingest
+        .reset()
+        .map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
     let mut f = std::fs::File::open(path)?;
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        ingest.write_all(&buf[..n]).map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
+        ingest
+            .write_all(&buf[..n])
+            .map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
     }
-    ingest.commit(None).map_err(|e| EngineError::internal(format!("commit {digest}: {e}")))?;
+    ingest
+        .commit(None)
+        .map_err(|e| EngineError::internal(format!("commit {digest}: {e}")))?;
     Ok(digest)
 }
 
@@ -347,8 +529,12 @@ impl Engine {
         let dockerfile = opts.dockerfile.clone();
         let ctx = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&context_tar)?;
-            berth_build::BuildContext::from_tar(std::io::BufReader::new(f), &dockerfile, Some(&parent))
-                .map_err(|e| EngineError::invalid(format!("build context: {e}")))
+            berth_build::BuildContext::from_tar(
+                std::io::BufReader::new(f),
+                &dockerfile,
+                Some(&parent),
+            )
+            .map_err(|e| EngineError::invalid(format!("build context: {e}")))
         })
         .await
         .map_err(|e| EngineError::internal(format!("context task: {e}")))??;

@@ -71,9 +71,11 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT value FROM meta WHERE key='schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         match version.map(|v| v.parse::<i64>()) {
             None => {
@@ -104,10 +106,17 @@ impl Db {
     }
 
     /// Reads one JSON `data` column from `table` by its key column.
-    pub fn get<T: DeserializeOwned>(&self, table: &str, key_col: &str, key: &str) -> Result<Option<T>> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key_col: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
         let conn = self.lock();
         let sql = format!("SELECT data FROM {table} WHERE {key_col} = ?1");
-        let data: Option<String> = conn.query_row(&sql, params![key], |r| r.get(0)).optional()?;
+        let data: Option<String> = conn
+            .query_row(&sql, params![key], |r| r.get(0))
+            .optional()?;
         data.map(|d| serde_json::from_str(&d).map_err(EngineError::from))
             .transpose()
     }
@@ -127,12 +136,21 @@ impl Db {
     /// Deletes a row of `table` by its key column.
     pub fn delete(&self, table: &str, key_col: &str, key: &str) -> Result<()> {
         let conn = self.lock();
-        conn.execute(&format!("DELETE FROM {table} WHERE {key_col} = ?1"), params![key])?;
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE {key_col} = ?1"),
+            params![key],
+        )?;
         Ok(())
     }
 
     /// Inserts or replaces a row keyed by a single column holding JSON data (volumes, cache).
-    pub fn put_keyed<T: Serialize>(&self, table: &str, key_col: &str, key: &str, data: &T) -> Result<()> {
+    pub fn put_keyed<T: Serialize>(
+        &self,
+        table: &str,
+        key_col: &str,
+        key: &str,
+        data: &T,
+    ) -> Result<()> {
         let json = serde_json::to_string(data)?;
         let conn = self.lock();
         conn.execute(
@@ -144,7 +162,13 @@ impl Db {
 
     /// Inserts or replaces a row with an id, a unique name and JSON data (containers,
     /// networks). A name taken by another id fails with a conflict error.
-    pub fn put_named<T: Serialize>(&self, table: &str, id: &str, name: &str, data: &T) -> Result<()> {
+    pub fn put_named<T: Serialize>(
+        &self,
+        table: &str,
+        id: &str,
+        name: &str,
+        data: &T,
+    ) -> Result<()> {
         let json = serde_json::to_string(data)?;
         let conn = self.lock();
         let owner: Option<String> = conn
@@ -248,7 +272,8 @@ impl Db {
     /// Every (name, image id) pair of `tags` or `repo_digests`.
     pub fn all_refs(&self, table: &str) -> Result<Vec<(String, String)>> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(&format!("SELECT name, image_id FROM {table} ORDER BY name"))?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT name, image_id FROM {table} ORDER BY name"))?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -314,7 +339,8 @@ mod tests {
             blob_size: Some(3),
             media_type: None,
         };
-        db.put_image("sha256:i", &"cfg", std::slice::from_ref(&layer)).unwrap();
+        db.put_image("sha256:i", &"cfg", std::slice::from_ref(&layer))
+            .unwrap();
         db.set_ref("tags", "busybox:1", "sha256:i").unwrap();
         assert_eq!(db.image_layers("sha256:i").unwrap(), vec![layer]);
         assert!(db.chain_in_use("sha256:c").unwrap());

@@ -14,7 +14,9 @@ impl Engine {
         if !net.has_dns() {
             return;
         }
-        let Ok(gw) = net.gateway.parse::<Ipv4Addr>() else { return };
+        let Ok(gw) = net.gateway.parse::<Ipv4Addr>() else {
+            return;
+        };
         let mut servers = self.dns.lock().await;
         if servers.contains_key(&net.id) {
             return;
@@ -34,17 +36,30 @@ impl Engine {
 
     /// Recomputes every user network's records from the running containers.
     pub(crate) async fn refresh_dns(&self) {
-        let Ok(nets) = self.db.all::<NetworkRecord>("networks") else { return };
-        let Ok(containers) = self.db.all::<ContainerRecord>("containers") else { return };
+        let Ok(nets) = self.db.all::<NetworkRecord>("networks") else {
+            return;
+        };
+        let Ok(containers) = self.db.all::<ContainerRecord>("containers") else {
+            return;
+        };
         for net in nets.iter().filter(|n| n.has_dns()) {
             self.start_dns(net).await;
             let mut records: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
             for c in containers.iter().filter(|c| c.state.running) {
-                let Some(ep) = c.networks.get(&net.name) else { continue };
-                let Ok(ip) = ep.ip_address.parse::<Ipv4Addr>() else { continue };
+                let Some(ep) = c.networks.get(&net.name) else {
+                    continue;
+                };
+                let Ok(ip) = ep.ip_address.parse::<Ipv4Addr>() else {
+                    continue;
+                };
                 let mut names = vec![c.name.clone(), c.id[..12].to_string()];
                 names.extend(ep.aliases.clone().unwrap_or_default());
-                if let Some(svc) = c.config.labels.as_ref().and_then(|l| l.get("com.docker.compose.service")) {
+                if let Some(svc) = c
+                    .config
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("com.docker.compose.service"))
+                {
                     names.push(svc.clone());
                 }
                 for n in names {

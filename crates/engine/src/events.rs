@@ -63,7 +63,13 @@ impl EventBus {
     }
 
     /// Publishes one event of `kind` ("container", "image", ...) about `id`.
-    pub fn publish(&self, kind: &str, action: &str, id: &str, attributes: BTreeMap<String, String>) {
+    pub fn publish(
+        &self,
+        kind: &str,
+        action: &str,
+        id: &str,
+        attributes: BTreeMap<String, String>,
+    ) {
         let now = chrono::Utc::now();
         let nanos = now.timestamp_nanos_opt().unwrap_or_default();
         let legacy = kind == "container" || kind == "image";

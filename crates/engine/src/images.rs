@@ -56,8 +56,10 @@ impl ImageRecord {
 
 /// Parses a user-supplied image reference with a clear error.
 pub fn parse_reference(name: &str) -> Result<Reference> {
-    name.parse::<Reference>()
-        .kind_ctx(ErrorKind::InvalidArgument, format!("invalid reference format \"{name}\""))
+    name.parse::<Reference>().kind_ctx(
+        ErrorKind::InvalidArgument,
+        format!("invalid reference format \"{name}\""),
+    )
 }
 
 /// The key under which a tagged reference is stored: its familiar name plus tag.
@@ -75,10 +77,16 @@ impl Engine {
     pub fn find_image(&self, name: &str) -> Result<ImageRecord> {
         let missing = || EngineError::not_found(format!("No such image: {name}"));
         let hexpart = name.strip_prefix("sha256:").unwrap_or(name);
-        let looks_like_id = hexpart.len() >= 4 && hexpart.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+        let looks_like_id = hexpart.len() >= 4
+            && hexpart
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
         if looks_like_id {
             if hexpart.len() == 64 {
-                if let Some(img) = self.db.get::<ImageRecord>("images", "id", &format!("sha256:{hexpart}"))? {
+                if let Some(img) =
+                    self.db
+                        .get::<ImageRecord>("images", "id", &format!("sha256:{hexpart}"))?
+                {
                     return Ok(img);
                 }
             } else {
@@ -97,7 +105,9 @@ impl Engine {
             return Err(missing());
         };
         let id = match &r.digest {
-            Some(d) => self.db.get_ref("repo_digests", &digest_key(&r, &d.to_string()))?,
+            Some(d) => self
+                .db
+                .get_ref("repo_digests", &digest_key(&r, &d.to_string()))?,
             None => self.db.get_ref("tags", &tag_key(&r))?,
         };
         match id {
@@ -107,7 +117,9 @@ impl Engine {
     }
 
     /// The tags and repo digests pointing at each image id.
-    fn refs_by_image(&self) -> Result<(BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>)> {
+    fn refs_by_image(
+        &self,
+    ) -> Result<(BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>)> {
         let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, id) in self.db.all_refs("tags")? {
             tags.entry(id).or_default().push(name);
@@ -121,7 +133,11 @@ impl Engine {
 
     /// `GET /images/json`: every image in Docker's summary shape. Without `all`,
     /// intermediate build images (untagged images that are parents) are left out.
-    pub fn list_images(&self, dangling: Option<bool>, reference: Option<&str>) -> Result<Vec<Value>> {
+    pub fn list_images(
+        &self,
+        dangling: Option<bool>,
+        reference: Option<&str>,
+    ) -> Result<Vec<Value>> {
         let (tags, digests) = self.refs_by_image()?;
         let images: Vec<ImageRecord> = self.db.all("images")?;
         let mut out = Vec::new();
@@ -193,11 +209,19 @@ impl Engine {
         let img = self.find_image(name)?;
         let layers = self.db.image_layers(&img.id)?;
         let (tags, _) = self.refs_by_image()?;
-        let history = img.config.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        let history = img
+            .config
+            .get("history")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut out = Vec::new();
         let mut layer_idx = 0usize;
         for (i, h) in history.iter().enumerate() {
-            let empty = h.get("empty_layer").and_then(Value::as_bool).unwrap_or(false);
+            let empty = h
+                .get("empty_layer")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let size = if empty {
                 0
             } else {
@@ -237,13 +261,21 @@ impl Engine {
         };
         let r = parse_reference(&target)?;
         if r.digest.is_some() {
-            return Err(EngineError::invalid("refusing to create a tag with a digest reference"));
+            return Err(EngineError::invalid(
+                "refusing to create a tag with a digest reference",
+            ));
         }
         self.db.set_ref("tags", &tag_key(&r), &img.id)?;
         let mut img2 = img.clone();
         img2.last_tag_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        self.db.put_image(&img.id, &img2, &self.db.image_layers(&img.id)?)?;
-        self.events.publish("image", "tag", &img.id, BTreeMap::from([("name".into(), tag_key(&r))]));
+        self.db
+            .put_image(&img.id, &img2, &self.db.image_layers(&img.id)?)?;
+        self.events.publish(
+            "image",
+            "tag",
+            &img.id,
+            BTreeMap::from([("name".into(), tag_key(&r))]),
+        );
         Ok(())
     }
 
@@ -255,13 +287,14 @@ impl Engine {
         let (tags, digests) = self.refs_by_image()?;
         let my_tags = tags.get(&img.id).cloned().unwrap_or_default();
         let my_digests = digests.get(&img.id).cloned().unwrap_or_default();
-        let by_name = !name.starts_with("sha256:") && name.parse::<Reference>().ok().map(|r| {
-            let key = match &r.digest {
-                Some(d) => digest_key(&r, &d.to_string()),
-                None => tag_key(&r),
-            };
-            my_tags.contains(&key) || my_digests.contains(&key)
-        }) == Some(true);
+        let by_name = !name.starts_with("sha256:")
+            && name.parse::<Reference>().ok().map(|r| {
+                let key = match &r.digest {
+                    Some(d) => digest_key(&r, &d.to_string()),
+                    None => tag_key(&r),
+                };
+                my_tags.contains(&key) || my_digests.contains(&key)
+            }) == Some(true);
         if by_name && (my_tags.len() + my_digests.len() > 1) && !my_tags.is_empty() {
             // Only untag this one name.
             let r = parse_reference(name)?;
@@ -270,9 +303,18 @@ impl Engine {
                 None => tag_key(&r),
             };
             if my_tags.len() > 1 || r.digest.is_some() {
-                let table = if r.digest.is_some() { "repo_digests" } else { "tags" };
+                let table = if r.digest.is_some() {
+                    "repo_digests"
+                } else {
+                    "tags"
+                };
                 self.db.delete_ref(table, &key)?;
-                self.events.publish("image", "untag", &img.id, BTreeMap::from([("name".into(), key.clone())]));
+                self.events.publish(
+                    "image",
+                    "untag",
+                    &img.id,
+                    BTreeMap::from([("name".into(), key.clone())]),
+                );
                 out.push(json!({ "Untagged": key }));
                 return Ok(out);
             }
@@ -295,7 +337,12 @@ impl Engine {
         }
         for t in &my_tags {
             self.db.delete_ref("tags", t)?;
-            self.events.publish("image", "untag", &img.id, BTreeMap::from([("name".into(), t.clone())]));
+            self.events.publish(
+                "image",
+                "untag",
+                &img.id,
+                BTreeMap::from([("name".into(), t.clone())]),
+            );
             out.push(json!({ "Untagged": t }));
         }
         for d in &my_digests {
@@ -304,7 +351,8 @@ impl Engine {
         }
         if users.is_empty() {
             self.delete_image_data(&img)?;
-            self.events.publish("image", "delete", &img.id, BTreeMap::new());
+            self.events
+                .publish("image", "delete", &img.id, BTreeMap::new());
             out.push(json!({ "Deleted": img.id }));
         }
         Ok(out)
@@ -316,7 +364,9 @@ impl Engine {
         self.db.delete_image(&img.id)?;
         self.collect_layers(&layers)?;
         if !self.db.blob_in_use(&img.id)? {
-            let _ = self.content.delete(&img.id.parse().kind_ctx(ErrorKind::Internal, "image id")?);
+            let _ = self
+                .content
+                .delete(&img.id.parse().kind_ctx(ErrorKind::Internal, "image id")?);
         }
         if let Some(m) = &img.manifest_digest {
             if let Ok(d) = m.parse() {

@@ -7,8 +7,8 @@ const LEFT: &[&str] = &[
     "nimble", "quiet", "rapid", "sharp", "steady", "tidy", "vivid", "witty", "zealous", "bold",
 ];
 const RIGHT: &[&str] = &[
-    "anchor", "beacon", "berth", "buoy", "cargo", "dock", "harbor", "hull", "keel", "mast",
-    "pier", "quay", "rudder", "sail", "stern", "tide", "wharf", "ferry", "galley", "helm",
+    "anchor", "beacon", "berth", "buoy", "cargo", "dock", "harbor", "hull", "keel", "mast", "pier",
+    "quay", "rudder", "sail", "stern", "tide", "wharf", "ferry", "galley", "helm",
 ];
 
 /// A new random id: 64 lowercase hex characters.

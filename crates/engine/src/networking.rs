@@ -18,7 +18,8 @@ impl Engine {
         let hostname = c.config.hostname.clone();
         let mut hosts = String::new();
         let ns = if mode == "host" {
-            hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_string());
+            hosts =
+                std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_string());
             let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             std::fs::write(dir.join("resolv.conf"), resolv).ctx("write resolv.conf")?;
             NetnsMode::Host
@@ -33,7 +34,9 @@ impl Engine {
             for f in ["hosts", "resolv.conf"] {
                 let _ = std::fs::copy(self.container_dir(&o.id).join(f), dir.join(f));
             }
-            return Ok(NetnsMode::New(format!("/proc/{}/ns/net", o.state.pid).into()));
+            return Ok(NetnsMode::New(
+                format!("/proc/{}/ns/net", o.state.pid).into(),
+            ));
         } else if mode == "none" {
             hosts.push_str(HOSTS_HEADER);
             std::fs::write(dir.join("resolv.conf"), "").ctx("write resolv.conf")?;
@@ -50,7 +53,11 @@ impl Engine {
             let (name, ip) = h
                 .split_once(':')
                 .ok_or_else(|| EngineError::invalid(format!("invalid add-host: {h}")))?;
-            let ip = if ip == "host-gateway" { self.host_gateway() } else { ip.to_string() };
+            let ip = if ip == "host-gateway" {
+                self.host_gateway()
+            } else {
+                ip.to_string()
+            };
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
         std::fs::write(dir.join("hostname"), format!("{hostname}\n")).ctx("write hostname")?;

@@ -38,8 +38,14 @@ impl NetworkRecord {
             id: self.id.clone(),
             name: self.name.clone(),
             bridge: self.bridge.clone(),
-            subnet: self.subnet.parse().kind_ctx(ErrorKind::Internal, format!("subnet of {}", self.name))?,
-            gateway: self.gateway.parse().kind_ctx(ErrorKind::Internal, format!("gateway of {}", self.name))?,
+            subnet: self
+                .subnet
+                .parse()
+                .kind_ctx(ErrorKind::Internal, format!("subnet of {}", self.name))?,
+            gateway: self
+                .gateway
+                .parse()
+                .kind_ctx(ErrorKind::Internal, format!("gateway of {}", self.name))?,
             internal: self.internal,
             masquerade: !self.internal,
             mtu: 0,
@@ -57,19 +63,33 @@ fn host_ip(s: &str) -> Result<Option<Ipv4Addr>> {
     if s.is_empty() || s == "0.0.0.0" {
         return Ok(None);
     }
-    s.parse().map(Some).map_err(|_| EngineError::invalid(format!("invalid host IP for a published port: {s}")))
+    s.parse()
+        .map(Some)
+        .map_err(|_| EngineError::invalid(format!("invalid host IP for a published port: {s}")))
 }
 
 impl Engine {
     /// Makes sure the built-in networks exist in the DB.
     pub(crate) fn ensure_builtin_networks(&self) -> Result<()> {
         for (name, driver) in [("bridge", "bridge"), ("host", "host"), ("none", "null")] {
-            if self.db.get::<NetworkRecord>("networks", "name", name)?.is_some() {
+            if self
+                .db
+                .get::<NetworkRecord>("networks", "name", name)?
+                .is_some()
+            {
                 continue;
             }
             let (subnet, gateway, bridge) = if name == "bridge" {
-                let net: Ipv4Net = self.cfg.bridge_subnet.parse().kind_ctx(ErrorKind::InvalidArgument, "--bip/default subnet")?;
-                (net.trunc().to_string(), net.first_host().to_string(), self.cfg.bridge_name.clone())
+                let net: Ipv4Net = self
+                    .cfg
+                    .bridge_subnet
+                    .parse()
+                    .kind_ctx(ErrorKind::InvalidArgument, "--bip/default subnet")?;
+                (
+                    net.trunc().to_string(),
+                    net.first_host().to_string(),
+                    self.cfg.bridge_name.clone(),
+                )
             } else {
                 Default::default()
             };
@@ -94,7 +114,9 @@ impl Engine {
             return Ok(n);
         }
         let all: Vec<NetworkRecord> = self.db.all("networks")?;
-        let mut m = all.into_iter().filter(|n| !name.is_empty() && n.id.starts_with(name));
+        let mut m = all
+            .into_iter()
+            .filter(|n| !name.is_empty() && n.id.starts_with(name));
         match (m.next(), m.next()) {
             (Some(n), None) => Ok(n),
             _ => Err(EngineError::not_found(format!("network {name} not found"))),
@@ -105,7 +127,11 @@ impl Engine {
     pub(crate) fn container_network_names(&self, c: &ContainerRecord) -> Vec<String> {
         let mode = c.host_config.network_mode.as_str();
         let mut names: Vec<String> = Vec::new();
-        let primary = if mode == "default" || mode.is_empty() { "bridge" } else { mode };
+        let primary = if mode == "default" || mode.is_empty() {
+            "bridge"
+        } else {
+            mode
+        };
         names.push(primary.to_string());
         for n in c.networks.keys() {
             if !names.contains(n) {
@@ -132,7 +158,10 @@ impl Engine {
 
     /// Creates the container's network namespace, connects it to its networks and
     /// publishes its ports. Returns the namespace and the primary address.
-    pub(crate) async fn connect_networks(&self, c: &mut ContainerRecord) -> Result<(NetnsMode, Option<Ipv4Addr>)> {
+    pub(crate) async fn connect_networks(
+        &self,
+        c: &mut ContainerRecord,
+    ) -> Result<(NetnsMode, Option<Ipv4Addr>)> {
         let ns = self.netns_path(&c.id);
         berth_network::remove_netns(&ns).ok();
         berth_network::create_netns(&ns).ctx(format!("create network namespace of {}", c.name))?;
@@ -145,7 +174,9 @@ impl Engine {
                     "container cannot be connected to network \"{name}\" with another network"
                 )));
             }
-            let ip = self.attach_endpoint(c, &net, &ns, &format!("eth{i}")).await?;
+            let ip = self
+                .attach_endpoint(c, &net, &ns, &format!("eth{i}"))
+                .await?;
             if primary.is_none() {
                 primary = Some(ip);
             }
@@ -159,9 +190,18 @@ impl Engine {
         Ok((NetnsMode::New(ns), primary))
     }
 
-    async fn attach_endpoint(&self, c: &mut ContainerRecord, net: &NetworkRecord, ns: &std::path::Path, ifname: &str) -> Result<Ipv4Addr> {
+    async fn attach_endpoint(
+        &self,
+        c: &mut ContainerRecord,
+        net: &NetworkRecord,
+        ns: &std::path::Path,
+        ifname: &str,
+    ) -> Result<Ipv4Addr> {
         let spec = net.spec()?;
-        self.net.ensure_network(&spec).await.ctx(format!("set up network {}", net.name))?;
+        self.net
+            .ensure_network(&spec)
+            .await
+            .ctx(format!("set up network {}", net.name))?;
         let ep = c.networks.entry(net.name.clone()).or_default();
         let requested = ep
             .ipam_config
@@ -169,11 +209,16 @@ impl Engine {
             .and_then(|v| v.get("IPv4Address"))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<Ipv4Addr>().map_err(|_| EngineError::invalid(format!("invalid IPv4 address: {s}"))))
+            .map(|s| {
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| EngineError::invalid(format!("invalid IPv4 address: {s}")))
+            })
             .transpose()?;
         let used = self.used_ips(net, &c.id)?;
-        let ip = Ipam::allocate(&spec.subnet, spec.gateway, &used, requested)
-            .kind_ctx(ErrorKind::InvalidArgument, format!("address on network {}", net.name))?;
+        let ip = Ipam::allocate(&spec.subnet, spec.gateway, &used, requested).kind_ctx(
+            ErrorKind::InvalidArgument,
+            format!("address on network {}", net.name),
+        )?;
         let endpoint = self
             .net
             .connect(&spec, ns, ifname, ip, None)
@@ -185,7 +230,12 @@ impl Engine {
         ep.gateway = net.gateway.clone();
         ep.ip_address = ip.to_string();
         ep.ip_prefix_len = i64::from(spec.subnet.prefix);
-        ep.mac_address = endpoint.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        ep.mac_address = endpoint
+            .mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
         ep.host_veth = endpoint.host_veth.clone();
         let mut dns_names = vec![c.name.clone(), c.id[..12].to_string()];
         dns_names.extend(ep.aliases.clone().unwrap_or_default());
@@ -200,40 +250,70 @@ impl Engine {
         }
         if c.host_config.publish_all_ports {
             for port in c.config.exposed_ports.clone().unwrap_or_default().keys() {
-                wanted.entry(port.clone()).or_insert_with(|| vec![PortBinding::default()]);
+                wanted
+                    .entry(port.clone())
+                    .or_insert_with(|| vec![PortBinding::default()]);
             }
         }
         let mut mappings = Vec::new();
         for (port, binds) in &wanted {
             let (num, proto) = port.split_once('/').unwrap_or((port.as_str(), "tcp"));
-            let container_port: u16 = num.parse().map_err(|_| EngineError::invalid(format!("invalid port: {port}")))?;
+            let container_port: u16 = num
+                .parse()
+                .map_err(|_| EngineError::invalid(format!("invalid port: {port}")))?;
             let proto = match proto {
                 "udp" => Proto::Udp,
                 "tcp" => Proto::Tcp,
-                other => return Err(EngineError::invalid(format!("unsupported protocol {other}"))),
+                other => {
+                    return Err(EngineError::invalid(format!(
+                        "unsupported protocol {other}"
+                    )))
+                }
             };
             for b in binds {
                 let host_port: u16 = if b.host_port.is_empty() {
                     0
                 } else {
-                    b.host_port.split('-').next().unwrap_or_default().parse().map_err(|_| EngineError::invalid(format!("invalid host port: {}", b.host_port)))?
+                    b.host_port
+                        .split('-')
+                        .next()
+                        .unwrap_or_default()
+                        .parse()
+                        .map_err(|_| {
+                            EngineError::invalid(format!("invalid host port: {}", b.host_port))
+                        })?
                 };
-                mappings.push(PortMapping { host_ip: host_ip(&b.host_ip)?, host_port, container_ip: ip, container_port, proto });
+                mappings.push(PortMapping {
+                    host_ip: host_ip(&b.host_ip)?,
+                    host_port,
+                    container_ip: ip,
+                    container_port,
+                    proto,
+                });
             }
         }
         if mappings.is_empty() {
             return Ok(());
         }
         let made = self.net.publish(&mappings, &c.id).await.map_err(|e| {
-            EngineError::conflict(format!("driver failed programming external connectivity on endpoint {}: {e}", c.name))
+            EngineError::conflict(format!(
+                "driver failed programming external connectivity on endpoint {}: {e}",
+                c.name
+            ))
         })?;
         c.ports.clear();
         for m in made {
             let proto = if m.proto == Proto::Udp { "udp" } else { "tcp" };
-            c.ports.entry(format!("{}/{proto}", m.container_port)).or_default().push(PortBinding {
-                host_ip: m.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
-                host_port: m.host_port.to_string(),
-            });
+            c.ports
+                .entry(format!("{}/{proto}", m.container_port))
+                .or_default()
+                .push(PortBinding {
+                    host_ip: m
+                        .host_ip
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "0.0.0.0".into()),
+                    host_port: m.host_port.to_string(),
+                });
         }
         Ok(())
     }
@@ -260,7 +340,11 @@ impl Engine {
             }
         }
         if search.is_empty() {
-            search = host.lines().filter_map(|l| l.strip_prefix("search")).flat_map(|s| s.split_whitespace().map(str::to_string)).collect();
+            search = host
+                .lines()
+                .filter_map(|l| l.strip_prefix("search"))
+                .flat_map(|s| s.split_whitespace().map(str::to_string))
+                .collect();
         }
         if options.is_empty() && net.has_dns() {
             options.push("ndots:0".into());
@@ -275,7 +359,8 @@ impl Engine {
         if !options.is_empty() {
             out.push_str(&format!("options {}\n", options.join(" ")));
         }
-        std::fs::write(self.container_dir(&c.id).join("resolv.conf"), out).ctx("write resolv.conf")?;
+        std::fs::write(self.container_dir(&c.id).join("resolv.conf"), out)
+            .ctx("write resolv.conf")?;
         Ok(())
     }
 
@@ -286,7 +371,10 @@ impl Engine {
         }
         for ep in c.networks.values_mut() {
             if !ep.host_veth.is_empty() {
-                let endpoint = berth_network::Endpoint { host_veth: ep.host_veth.clone(), mac: [0; 6] };
+                let endpoint = berth_network::Endpoint {
+                    host_veth: ep.host_veth.clone(),
+                    mac: [0; 6],
+                };
                 let _ = self.net.disconnect(&endpoint).await;
             }
             ep.host_veth.clear();
@@ -306,9 +394,53 @@ impl Engine {
         self.refresh_dns().await;
     }
 
+    /// Publishes again the ports of a container that kept running while no daemon was up
+    /// (port reservations live in the daemon's memory).
+    pub(crate) async fn republish_ports(&self, c: &ContainerRecord) {
+        let Some(ip) = c
+            .networks
+            .values()
+            .find_map(|e| e.ip_address.parse::<Ipv4Addr>().ok())
+        else {
+            return;
+        };
+        let mut mappings = Vec::new();
+        for (port, binds) in &c.ports {
+            let (num, proto) = port.split_once('/').unwrap_or((port.as_str(), "tcp"));
+            let Ok(container_port) = num.parse::<u16>() else {
+                continue;
+            };
+            let proto = if proto == "udp" {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            };
+            for b in binds {
+                let Ok(host_port) = b.host_port.parse::<u16>() else {
+                    continue;
+                };
+                let host_ip = host_ip(&b.host_ip).ok().flatten();
+                mappings.push(PortMapping {
+                    host_ip,
+                    host_port,
+                    container_ip: ip,
+                    container_port,
+                    proto,
+                });
+            }
+        }
+        if !mappings.is_empty() {
+            if let Err(e) = self.net.publish(&mappings, &c.id).await {
+                tracing::warn!("publish ports of {} again: {e}", c.name);
+            }
+        }
+    }
+
     /// The address containers reach the host at (`host-gateway`).
     pub(crate) fn host_gateway(&self) -> String {
-        self.find_network("bridge").map(|n| n.gateway).unwrap_or_else(|_| "172.17.0.1".into())
+        self.find_network("bridge")
+            .map(|n| n.gateway)
+            .unwrap_or_else(|_| "172.17.0.1".into())
     }
 
     /// Re-creates the kernel side of every network after a daemon start.
@@ -327,19 +459,38 @@ impl Engine {
 
     /// `POST /networks/create`.
     pub async fn create_network(&self, body: &Value) -> Result<String> {
-        let name = body.get("Name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = body
+            .get("Name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
             return Err(EngineError::invalid("network name is required"));
         }
-        if self.db.get::<NetworkRecord>("networks", "name", &name)?.is_some() {
-            return Err(EngineError::conflict(format!("network with name {name} already exists")));
+        if self
+            .db
+            .get::<NetworkRecord>("networks", "name", &name)?
+            .is_some()
+        {
+            return Err(EngineError::conflict(format!(
+                "network with name {name} already exists"
+            )));
         }
-        let driver = body.get("Driver").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or("bridge");
+        let driver = body
+            .get("Driver")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("bridge");
         if driver != "bridge" {
-            return Err(EngineError::not_found(format!("plugin \"{driver}\" not found")));
+            return Err(EngineError::not_found(format!(
+                "plugin \"{driver}\" not found"
+            )));
         }
         let cfg = body.pointer("/IPAM/Config/0");
-        let subnet_s = cfg.and_then(|c| c.get("Subnet")).and_then(Value::as_str).unwrap_or_default();
+        let subnet_s = cfg
+            .and_then(|c| c.get("Subnet"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let taken: Vec<Ipv4Net> = self
             .db
             .all::<NetworkRecord>("networks")?
@@ -349,19 +500,35 @@ impl Engine {
         let subnet: Ipv4Net = if subnet_s.is_empty() {
             let mut all_taken = taken.clone();
             all_taken.extend(berth_network::ipam::host_routes());
-            berth_network::ipam::free_subnet(&all_taken).ok_or_else(|| EngineError::invalid("could not find an available, non-overlapping IPv4 address pool"))?
+            berth_network::ipam::free_subnet(&all_taken).ok_or_else(|| {
+                EngineError::invalid(
+                    "could not find an available, non-overlapping IPv4 address pool",
+                )
+            })?
         } else {
-            let s: Ipv4Net = subnet_s.parse().map_err(|_| EngineError::invalid(format!("invalid subnet {subnet_s}")))?;
+            let s: Ipv4Net = subnet_s
+                .parse()
+                .map_err(|_| EngineError::invalid(format!("invalid subnet {subnet_s}")))?;
             if let Some(t) = taken.iter().find(|t| berth_network::overlaps(t, &s)) {
-                return Err(EngineError::conflict(format!("Pool overlaps with other one on this address space: {s} overlaps {t}")));
+                return Err(EngineError::conflict(format!(
+                    "Pool overlaps with other one on this address space: {s} overlaps {t}"
+                )));
             }
             s.trunc()
         };
-        let gateway: Ipv4Addr = match cfg.and_then(|c| c.get("Gateway")).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let gateway: Ipv4Addr = match cfg
+            .and_then(|c| c.get("Gateway"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             Some(g) => {
-                let g: Ipv4Addr = g.parse().map_err(|_| EngineError::invalid(format!("invalid gateway {g}")))?;
+                let g: Ipv4Addr = g
+                    .parse()
+                    .map_err(|_| EngineError::invalid(format!("invalid gateway {g}")))?;
                 if !subnet.contains(g) {
-                    return Err(EngineError::invalid(format!("gateway {g} is not in subnet {subnet}")));
+                    return Err(EngineError::invalid(format!(
+                        "gateway {g} is not in subnet {subnet}"
+                    )));
                 }
                 g
             }
@@ -369,7 +536,14 @@ impl Engine {
         };
         let id = crate::names::new_id();
         let str_map = |k: &str| -> BTreeMap<String, String> {
-            body.get(k).and_then(Value::as_object).map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()).unwrap_or_default()
+            body.get(k)
+                .and_then(Value::as_object)
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
         let rec = NetworkRecord {
             id: id.clone(),
@@ -379,15 +553,29 @@ impl Engine {
             subnet: subnet.to_string(),
             gateway: gateway.to_string(),
             bridge: format!("br-{}", &id[..12]),
-            internal: body.get("Internal").and_then(Value::as_bool).unwrap_or(false),
-            attachable: body.get("Attachable").and_then(Value::as_bool).unwrap_or(false),
+            internal: body
+                .get("Internal")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            attachable: body
+                .get("Attachable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             labels: str_map("Labels"),
             options: str_map("Options"),
         };
-        self.net.ensure_network(&rec.spec()?).await.ctx(format!("create network {name}"))?;
+        self.net
+            .ensure_network(&rec.spec()?)
+            .await
+            .ctx(format!("create network {name}"))?;
         self.db.put_named("networks", &id, &name, &rec)?;
         self.start_dns(&rec).await;
-        self.events.publish("network", "create", &id, BTreeMap::from([("name".into(), name), ("type".into(), "bridge".into())]));
+        self.events.publish(
+            "network",
+            "create",
+            &id,
+            BTreeMap::from([("name".into(), name), ("type".into(), "bridge".into())]),
+        );
         Ok(id)
     }
 
@@ -402,17 +590,24 @@ impl Engine {
         for c in self.db.all::<ContainerRecord>("containers")? {
             if let Some(ep) = c.networks.get(&n.name) {
                 if c.state.running {
-                    containers.insert(c.id.clone(), json!({
-                        "Name": c.name,
-                        "EndpointID": ep.endpoint_id,
-                        "MacAddress": ep.mac_address,
-                        "IPv4Address": format!("{}/{}", ep.ip_address, ep.ip_prefix_len),
-                        "IPv6Address": "",
-                    }));
+                    containers.insert(
+                        c.id.clone(),
+                        json!({
+                            "Name": c.name,
+                            "EndpointID": ep.endpoint_id,
+                            "MacAddress": ep.mac_address,
+                            "IPv4Address": format!("{}/{}", ep.ip_address, ep.ip_prefix_len),
+                            "IPv6Address": "",
+                        }),
+                    );
                 }
             }
         }
-        let ipam_cfg = if n.subnet.is_empty() { json!([]) } else { json!([{"Subnet": n.subnet, "Gateway": n.gateway}]) };
+        let ipam_cfg = if n.subnet.is_empty() {
+            json!([])
+        } else {
+            json!([{"Subnet": n.subnet, "Gateway": n.gateway}])
+        };
         let mut options = n.options.clone();
         if !n.bridge.is_empty() {
             options.insert("com.docker.network.bridge.name".into(), n.bridge.clone());
@@ -452,7 +647,9 @@ impl Engine {
                         Some((lk, lv)) => n.labels.get(lk).map(String::as_str) == Some(lv),
                         None => n.labels.contains_key(v.as_str()),
                     },
-                    "type" => (v == "builtin") == ["bridge", "host", "none"].contains(&n.name.as_str()),
+                    "type" => {
+                        (v == "builtin") == ["bridge", "host", "none"].contains(&n.name.as_str())
+                    }
                     _ => true,
                 })
             });
@@ -467,7 +664,10 @@ impl Engine {
     pub async fn remove_network(&self, name: &str) -> Result<()> {
         let n = self.find_network(name)?;
         if ["bridge", "host", "none"].contains(&n.name.as_str()) {
-            return Err(EngineError::new(ErrorKind::Conflict, format!("{} is a pre-defined network and cannot be removed", n.name)));
+            return Err(EngineError::new(
+                ErrorKind::Conflict,
+                format!("{} is a pre-defined network and cannot be removed", n.name),
+            ));
         }
         let users: Vec<String> = self
             .db
@@ -477,22 +677,43 @@ impl Engine {
             .map(|c| c.name)
             .collect();
         if !users.is_empty() {
-            return Err(EngineError::conflict(format!("error while removing network: network {} id {} has active endpoints ({})", n.name, n.id, users.join(", "))));
+            return Err(EngineError::conflict(format!(
+                "error while removing network: network {} id {} has active endpoints ({})",
+                n.name,
+                n.id,
+                users.join(", ")
+            )));
         }
         self.stop_dns(&n.id).await;
-        self.net.remove_network(&n.spec()?).await.ctx(format!("remove network {}", n.name))?;
+        self.net
+            .remove_network(&n.spec()?)
+            .await
+            .ctx(format!("remove network {}", n.name))?;
         self.db.delete("networks", "id", &n.id)?;
-        self.events.publish("network", "destroy", &n.id, BTreeMap::from([("name".into(), n.name.clone()), ("type".into(), "bridge".into())]));
+        self.events.publish(
+            "network",
+            "destroy",
+            &n.id,
+            BTreeMap::from([
+                ("name".into(), n.name.clone()),
+                ("type".into(), "bridge".into()),
+            ]),
+        );
         Ok(())
     }
 
     /// `POST /networks/prune`: removes user networks no container uses.
     pub async fn prune_networks(&self) -> Result<Vec<String>> {
-        let used: HashSet<String> = self.db.all::<ContainerRecord>("containers")?.into_iter().flat_map(|c| {
-            let mut v: Vec<String> = c.networks.keys().cloned().collect();
-            v.push(c.host_config.network_mode.clone());
-            v
-        }).collect();
+        let used: HashSet<String> = self
+            .db
+            .all::<ContainerRecord>("containers")?
+            .into_iter()
+            .flat_map(|c| {
+                let mut v: Vec<String> = c.networks.keys().cloned().collect();
+                v.push(c.host_config.network_mode.clone());
+                v
+            })
+            .collect();
         let mut removed = Vec::new();
         for n in self.db.all::<NetworkRecord>("networks")? {
             if ["bridge", "host", "none"].contains(&n.name.as_str()) || used.contains(&n.name) {
@@ -506,15 +727,28 @@ impl Engine {
 
     /// `POST /networks/{id}/connect`: records the endpoint; a running container is
     /// connected at once.
-    pub async fn connect_container(&self, network: &str, container: &str, endpoint: Option<&Value>) -> Result<()> {
+    pub async fn connect_container(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: Option<&Value>,
+    ) -> Result<()> {
         let n = self.find_network(network)?;
         let mut c = self.find_container(container)?;
         if c.networks.contains_key(&n.name) && c.state.running {
-            return Err(EngineError::conflict(format!("endpoint with name {} already exists in network {}", c.name, n.name)));
+            return Err(EngineError::conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, n.name
+            )));
         }
         let settings = EndpointSettings {
-            aliases: endpoint.and_then(|e| e.get("Aliases")).and_then(|a| serde_json::from_value(a.clone()).ok()),
-            ipam_config: endpoint.and_then(|e| e.get("IPAMConfig")).cloned().filter(|v| !v.is_null()),
+            aliases: endpoint
+                .and_then(|e| e.get("Aliases"))
+                .and_then(|a| serde_json::from_value(a.clone()).ok()),
+            ipam_config: endpoint
+                .and_then(|e| e.get("IPAMConfig"))
+                .cloned()
+                .filter(|v| !v.is_null()),
             network_id: n.id.clone(),
             ..Default::default()
         };
@@ -522,11 +756,21 @@ impl Engine {
         if c.state.running {
             let ns = self.netns_path(&c.id);
             let idx = c.networks.len() - 1;
-            self.attach_endpoint(&mut c, &n, &ns, &format!("eth{idx}")).await?;
+            self.attach_endpoint(&mut c, &n, &ns, &format!("eth{idx}"))
+                .await?;
             self.refresh_dns().await;
         }
         self.save_container(&c)?;
-        self.events.publish("network", "connect", &n.id, BTreeMap::from([("container".into(), c.id.clone()), ("name".into(), n.name.clone()), ("type".into(), "bridge".into())]));
+        self.events.publish(
+            "network",
+            "connect",
+            &n.id,
+            BTreeMap::from([
+                ("container".into(), c.id.clone()),
+                ("name".into(), n.name.clone()),
+                ("type".into(), "bridge".into()),
+            ]),
+        );
         Ok(())
     }
 
@@ -535,14 +779,32 @@ impl Engine {
         let n = self.find_network(network)?;
         let mut c = self.find_container(container)?;
         let Some(ep) = c.networks.remove(&n.name) else {
-            return Err(EngineError::not_found(format!("container {} is not connected to network {}", c.name, n.name)));
+            return Err(EngineError::not_found(format!(
+                "container {} is not connected to network {}",
+                c.name, n.name
+            )));
         };
         if !ep.host_veth.is_empty() {
-            let _ = self.net.disconnect(&berth_network::Endpoint { host_veth: ep.host_veth.clone(), mac: [0; 6] }).await;
+            let _ = self
+                .net
+                .disconnect(&berth_network::Endpoint {
+                    host_veth: ep.host_veth.clone(),
+                    mac: [0; 6],
+                })
+                .await;
         }
         self.save_container(&c)?;
         self.refresh_dns().await;
-        self.events.publish("network", "disconnect", &n.id, BTreeMap::from([("container".into(), c.id.clone()), ("name".into(), n.name.clone()), ("type".into(), "bridge".into())]));
+        self.events.publish(
+            "network",
+            "disconnect",
+            &n.id,
+            BTreeMap::from([
+                ("container".into(), c.id.clone()),
+                ("name".into(), n.name.clone()),
+                ("type".into(), "bridge".into()),
+            ]),
+        );
         Ok(())
     }
 }

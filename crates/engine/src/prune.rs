@@ -44,7 +44,11 @@ impl Engine {
             if c.state.running || c.state.restarting {
                 continue;
             }
-            space += self.snaps.upper_dir(&c.id).map(|p| dir_size(&p)).unwrap_or(0);
+            space += self
+                .snaps
+                .upper_dir(&c.id)
+                .map(|p| dir_size(&p))
+                .unwrap_or(0);
             self.remove_container(&c.id, false, false).await?;
             removed.push(c.id);
         }
@@ -53,8 +57,18 @@ impl Engine {
 
     /// `POST /images/prune`: dangling images, or every unused one with `all`.
     pub fn prune_images(&self, all: bool) -> Result<(Vec<Value>, u64)> {
-        let tagged: HashSet<String> = self.db.all_refs("tags")?.into_iter().map(|(_, id)| id).collect();
-        let used: HashSet<String> = self.db.all::<ContainerRecord>("containers")?.into_iter().map(|c| c.image_id).collect();
+        let tagged: HashSet<String> = self
+            .db
+            .all_refs("tags")?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        let used: HashSet<String> = self
+            .db
+            .all::<ContainerRecord>("containers")?
+            .into_iter()
+            .map(|c| c.image_id)
+            .collect();
         let mut out = Vec::new();
         let mut space = 0;
         for img in self.db.all::<ImageRecord>("images")? {
@@ -114,8 +128,10 @@ impl Engine {
         let mut cache = Vec::new();
         let keys: Vec<(String, String)> = {
             let conn = self.db.lock();
-            let mut stmt = conn.prepare("SELECT key, data FROM build_cache WHERE key LIKE 'layer:%'")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut stmt =
+                conn.prepare("SELECT key, data FROM build_cache WHERE key LIKE 'layer:%'")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
         for (key, _) in keys {

@@ -10,7 +10,9 @@ use crate::Engine;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn read_trim(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// "2" on a pure cgroup v2 host, else "1" (v1 or hybrid).
@@ -43,7 +45,10 @@ impl Engine {
     /// `GET /info`.
     pub fn info(&self) -> Result<Value> {
         let cs: Vec<ContainerRecord> = self.db.all("containers")?;
-        let running = cs.iter().filter(|c| c.state.running && !c.state.paused).count();
+        let running = cs
+            .iter()
+            .filter(|c| c.state.running && !c.state.paused)
+            .count();
         let paused = cs.iter().filter(|c| c.state.paused).count();
         let images = self.db.all::<Value>("images")?.len();
         let id_file = self.cfg.data_root.join("engine-id");

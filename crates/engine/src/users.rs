@@ -34,7 +34,8 @@ pub fn resolve_user(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<R
     };
     let user = if user.is_empty() { "0" } else { user };
     let entry = passwd.iter().find(|p| {
-        p.first().map(String::as_str) == Some(user) || (user.parse::<u32>().is_ok() && p.get(2).map(String::as_str) == Some(user))
+        p.first().map(String::as_str) == Some(user)
+            || (user.parse::<u32>().is_ok() && p.get(2).map(String::as_str) == Some(user))
     });
     let (uid, mut gid, home, uname) = match (entry, user.parse::<u32>()) {
         (Some(p), _) => (
@@ -51,11 +52,16 @@ pub fn resolve_user(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<R
         }
     };
     let find_group = |g: &str| -> Result<u32> {
-        if let Some(e) = groups.iter().find(|e| e.first().map(String::as_str) == Some(g)) {
+        if let Some(e) = groups
+            .iter()
+            .find(|e| e.first().map(String::as_str) == Some(g))
+        {
             return Ok(e.get(2).and_then(|s| s.parse().ok()).unwrap_or(0));
         }
         g.parse::<u32>().map_err(|_| {
-            EngineError::invalid(format!("unable to find group {g}: no matching entries in group file"))
+            EngineError::invalid(format!(
+                "unable to find group {g}: no matching entries in group file"
+            ))
         })
     };
     if let Some(g) = group {
@@ -64,7 +70,10 @@ pub fn resolve_user(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<R
     let mut additional: Vec<u32> = Vec::new();
     if group.is_none() && !uname.is_empty() {
         for e in &groups {
-            let members = e.get(3).map(|m| m.split(',').any(|x| x == uname)).unwrap_or(false);
+            let members = e
+                .get(3)
+                .map(|m| m.split(',').any(|x| x == uname))
+                .unwrap_or(false);
             if members {
                 if let Some(g) = e.get(2).and_then(|s| s.parse().ok()) {
                     if g != gid {
@@ -93,10 +102,21 @@ mod tests {
     fn resolves_names_and_numbers() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/home/web:/bin/sh\n").unwrap();
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nweb:x:1001:\nextra:x:2000:web\n").unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/home/web:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nweb:x:1001:\nextra:x:2000:web\n",
+        )
+        .unwrap();
         let u = resolve_user(dir.path(), "web", &[]).unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()), (1000, 1001, vec![2000], "/home/web"));
+        assert_eq!(
+            (u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()),
+            (1000, 1001, vec![2000], "/home/web")
+        );
         let u = resolve_user(dir.path(), "1234:extra", &[]).unwrap();
         assert_eq!((u.uid, u.gid), (1234, 2000));
         assert_eq!(resolve_user(dir.path(), "", &[]).unwrap().uid, 0);

@@ -36,14 +36,20 @@ impl Engine {
         options: BTreeMap<String, String>,
         anonymous: bool,
     ) -> Result<VolumeRecord> {
-        let name = if name.is_empty() { crate::names::new_id() } else { name.to_string() };
+        let name = if name.is_empty() {
+            crate::names::new_id()
+        } else {
+            name.to_string()
+        };
         if !crate::names::valid_name(&name) {
             return Err(EngineError::invalid(format!(
                 "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
             )));
         }
         if !driver.is_empty() && driver != "local" {
-            return Err(EngineError::not_found(format!("plugin \"{driver}\" not found")));
+            return Err(EngineError::not_found(format!(
+                "plugin \"{driver}\" not found"
+            )));
         }
         if let Some(v) = self.db.get::<VolumeRecord>("volumes", "name", &name)? {
             return Ok(v);
@@ -51,10 +57,19 @@ impl Engine {
         let data = self.cfg.data_root.join("volumes").join(&name).join("_data");
         std::fs::create_dir_all(&data).ctx(format!("create volume {name}"))?;
         if let Some(kind) = options.get("type") {
-            let device = options.get("device").cloned().unwrap_or_else(|| kind.clone());
+            let device = options
+                .get("device")
+                .cloned()
+                .unwrap_or_else(|| kind.clone());
             let o = options.get("o").cloned().unwrap_or_default();
             let status = std::process::Command::new("mount")
-                .args(["-t", kind, "-o", if o.is_empty() { "defaults" } else { &o }, &device])
+                .args([
+                    "-t",
+                    kind,
+                    "-o",
+                    if o.is_empty() { "defaults" } else { &o },
+                    &device,
+                ])
                 .arg(&data)
                 .status()
                 .ctx("run mount")?;
@@ -76,7 +91,12 @@ impl Engine {
             anonymous,
         };
         self.db.put_keyed("volumes", "name", &name, &v)?;
-        self.events.publish("volume", "create", &name, BTreeMap::from([("driver".into(), "local".into())]));
+        self.events.publish(
+            "volume",
+            "create",
+            &name,
+            BTreeMap::from([("driver".into(), "local".into())]),
+        );
         Ok(v)
     }
 
@@ -133,7 +153,8 @@ impl Engine {
             std::fs::remove_dir_all(dir).ctx(format!("remove volume {name}"))?;
         }
         self.db.delete("volumes", "name", name)?;
-        self.events.publish("volume", "destroy", name, BTreeMap::new());
+        self.events
+            .publish("volume", "destroy", name, BTreeMap::new());
         Ok(())
     }
 
@@ -156,7 +177,9 @@ impl Engine {
 /// Bytes used by the files under `p`.
 pub fn dir_size(p: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(p) else { return 0 };
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
     if !meta.is_dir() {
         return meta.blocks() * 512;
     }

@@ -12,19 +12,30 @@ use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A built binary of the workspace (cargo test builds them for us).
 pub fn bin(name: &str) -> PathBuf {
     let p = root().join("target/debug").join(name);
-    assert!(p.exists(), "{} not built: run cargo build first", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run cargo build first",
+        p.display()
+    );
     p
 }
 
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -63,9 +74,14 @@ impl Registry {
             cfg.push_str(a);
         }
         std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
+        // A wrapper shell ends the registry when this test process goes away, even for
+        // the process-wide shared registry that is never dropped.
+        let script = "docker-registry serve \"$1\" & r=$!; trap 'kill $r 2>/dev/null' EXIT TERM; \
+                      while kill -0 \"$2\" 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.5; done";
+        let child = Command::new("bash")
+            .args(["-c", script, "registry"])
             .arg(dir.path().join("config.yml"))
+            .arg(std::process::id().to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -95,13 +111,20 @@ impl Registry {
             .args(extra_args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "make-image failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "make-image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM lets the wrapper's trap stop the registry itself.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -172,7 +195,14 @@ impl Daemon {
             .arg(self.dir.path().join("data"))
             .arg("--exec-root")
             .arg(&self.exec_root)
-            .args(["--bridge", &self.bridge, "--nft-table", &self.table, "--bip", &self.subnet])
+            .args([
+                "--bridge",
+                &self.bridge,
+                "--nft-table",
+                &self.table,
+                "--bip",
+                &self.subnet,
+            ])
             .args(["--cgroup-parent", "berth-test"])
             .args(&self.extra_args)
             .env("BERTH_SHIM", bin("berth-shim"))
@@ -289,7 +319,13 @@ impl Drop for Daemon {
         }
         self.kill();
         // Anything left (a test that killed the daemon mid-way): kill shims, unmount.
-        let _ = Command::new("pkill").args(["-9", "-f", &format!("berth-shim.*{}", self.exec_root.display())]).status();
+        let _ = Command::new("pkill")
+            .args([
+                "-9",
+                "-f",
+                &format!("berth-shim.*{}", self.exec_root.display()),
+            ])
+            .status();
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         let data = self.dir.path().display().to_string();
         let exec = self.exec_root.display().to_string();
@@ -300,11 +336,20 @@ impl Drop for Daemon {
                 }
             }
         }
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             let _ = rt.block_on(berth_network::cleanup_all(&self.table));
         }
-        let _ = Command::new("nft").args(["delete", "table", "ip", &self.table]).stderr(Stdio::null()).status();
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.exec_root);
     }
 }

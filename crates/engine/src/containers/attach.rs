@@ -30,10 +30,14 @@ impl Engine {
             let client = ShimClient::connect(&self.state_dir(&c.id))
                 .await
                 .ctx(format!("attach to {}", c.name))?;
-            let stream = client.attach(stdin).await.ctx(format!("attach to {}", c.name))?;
+            let stream = client
+                .attach(stdin)
+                .await
+                .ctx(format!("attach to {}", c.name))?;
             let _ = tx.send(stream);
         } else {
-            self.live.with(&c.id, |l| l.pending.push(PendingAttach { stdin, tx }));
+            self.live
+                .with(&c.id, |l| l.pending.push(PendingAttach { stdin, tx }));
         }
         self.container_event(&c, "attach");
         Ok((c, rx))
@@ -43,10 +47,18 @@ impl Engine {
     pub async fn resize_container(&self, name: &str, rows: u16, cols: u16) -> Result<()> {
         let c = self.find_container(name)?;
         if !c.state.running {
-            return Err(crate::EngineError::conflict(format!("container {} is not running", c.name)));
+            return Err(crate::EngineError::conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
         }
-        let client = ShimClient::connect(&self.state_dir(&c.id)).await.ctx(format!("resize {}", c.name))?;
-        client.resize(rows, cols).await.ctx(format!("resize {}", c.name))?;
+        let client = ShimClient::connect(&self.state_dir(&c.id))
+            .await
+            .ctx(format!("resize {}", c.name))?;
+        client
+            .resize(rows, cols)
+            .await
+            .ctx(format!("resize {}", c.name))?;
         Ok(())
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::{now_rfc3339, ZERO_TIME};
 use crate::error::{EngineError, Result};
-use crate::model::{ContainerConfig, ContainerRecord, ContainerState, CreateRequest, EndpointSettings};
+use crate::model::{
+    ContainerConfig, ContainerRecord, ContainerState, CreateRequest, EndpointSettings,
+};
 use crate::names;
 use crate::Engine;
 
@@ -22,12 +24,19 @@ pub fn merge_config(req: &ContainerConfig, image: &ContainerConfig) -> Container
         env.push(e);
     }
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
     }
     out.env = Some(env);
     match &req.entrypoint {
         Some(ep) => {
-            out.entrypoint = if ep.len() == 1 && ep[0].is_empty() { None } else { Some(ep.clone()) };
+            out.entrypoint = if ep.len() == 1 && ep[0].is_empty() {
+                None
+            } else {
+                Some(ep.clone())
+            };
             out.cmd = req.cmd.clone();
         }
         None => {
@@ -70,7 +79,11 @@ impl Engine {
     /// Creates a container from `req`, named `name` or a generated name. Returns its id.
     /// Fails with 404 if the image is not here (the client then pulls), 409 if the name is
     /// taken, 400 for invalid options; nothing is left behind on failure.
-    pub async fn create_container(self: &Arc<Self>, name: Option<&str>, req: CreateRequest) -> Result<String> {
+    pub async fn create_container(
+        self: &Arc<Self>,
+        name: Option<&str>,
+        req: CreateRequest,
+    ) -> Result<String> {
         if req.config.image.is_empty() {
             return Err(EngineError::invalid("config.Image is required"));
         }
@@ -87,7 +100,11 @@ impl Engine {
             }
             None => names::generate_name(),
         };
-        if self.db.get::<ContainerRecord>("containers", "name", &name)?.is_some() {
+        if self
+            .db
+            .get::<ContainerRecord>("containers", "name", &name)?
+            .is_some()
+        {
             let owner = self.find_container(&name)?;
             return Err(EngineError::conflict(format!(
                 "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
@@ -99,7 +116,13 @@ impl Engine {
         let mut config = merge_config(&req.config, &image.container_config());
         config.image = req.config.image.clone();
         if config.hostname.is_empty() {
-            config.hostname = id[..12].to_string();
+            config.hostname = if req.host_config.network_mode == "host" {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_default()
+            } else {
+                id[..12].to_string()
+            };
         }
         if config.cmd.as_ref().is_none_or(|c| c.is_empty())
             && config.entrypoint.as_ref().is_none_or(|e| e.is_empty())
@@ -116,7 +139,9 @@ impl Engine {
             host_config.runtime.clone()
         };
         if runtime != "berth" && runtime != "runc" {
-            return Err(EngineError::invalid(format!("unknown or invalid runtime name: {runtime}")));
+            return Err(EngineError::invalid(format!(
+                "unknown or invalid runtime name: {runtime}"
+            )));
         }
         let networks = self.initial_endpoints(&req, &host_config.network_mode)?;
         let layers = self.db.image_layers(&image.id)?;
@@ -127,7 +152,10 @@ impl Engine {
         let dir = self.container_dir(&id);
         if let Err(e) = std::fs::create_dir_all(dir.join("rootfs")) {
             let _ = self.snaps.remove(&id);
-            return Err(EngineError::internal(format!("create {}: {e}", dir.display())));
+            return Err(EngineError::internal(format!(
+                "create {}: {e}",
+                dir.display()
+            )));
         }
         let record = ContainerRecord {
             id: id.clone(),
@@ -158,12 +186,22 @@ impl Engine {
 
     /// The endpoints a new container asks for: its network mode's network plus
     /// `NetworkingConfig.EndpointsConfig`, each checked to exist.
-    fn initial_endpoints(&self, req: &CreateRequest, mode: &str) -> Result<BTreeMap<String, EndpointSettings>> {
+    fn initial_endpoints(
+        &self,
+        req: &CreateRequest,
+        mode: &str,
+    ) -> Result<BTreeMap<String, EndpointSettings>> {
         let mut out = BTreeMap::new();
         let special = ["default", "host", "none"].contains(&mode) || mode.starts_with("container:");
         if !special {
             let n = self.find_network(mode)?;
-            out.insert(n.name.clone(), EndpointSettings { network_id: n.id.clone(), ..Default::default() });
+            out.insert(
+                n.name.clone(),
+                EndpointSettings {
+                    network_id: n.id.clone(),
+                    ..Default::default()
+                },
+            );
         }
         let eps = req
             .networking_config
@@ -177,8 +215,15 @@ impl Engine {
                 continue;
             }
             let n = self.find_network(&name)?;
-            let e = out.entry(n.name.clone()).or_insert_with(|| EndpointSettings { network_id: n.id.clone(), ..Default::default() });
-            e.aliases = v.get("Aliases").and_then(|a| serde_json::from_value(a.clone()).ok());
+            let e = out
+                .entry(n.name.clone())
+                .or_insert_with(|| EndpointSettings {
+                    network_id: n.id.clone(),
+                    ..Default::default()
+                });
+            e.aliases = v
+                .get("Aliases")
+                .and_then(|a| serde_json::from_value(a.clone()).ok());
             e.ipam_config = v.get("IPAMConfig").cloned().filter(|x| !x.is_null());
         }
         Ok(out)
@@ -190,12 +235,30 @@ impl Engine {
         if let Some(p) = &hc.restart_policy {
             match p.name.as_str() {
                 "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
-                other => return Err(EngineError::invalid(format!("invalid restart policy: {other}"))),
+                other => {
+                    return Err(EngineError::invalid(format!(
+                        "invalid restart policy: {other}"
+                    )))
+                }
             }
             if hc.auto_remove && !matches!(p.name.as_str(), "" | "no") {
                 return Err(EngineError::invalid(
                     "Conflicting options: --restart and --rm",
                 ));
+            }
+        }
+        for m in hc.mounts.clone().unwrap_or_default() {
+            if m.kind == "bind" && !std::path::Path::new(&m.source).exists() {
+                return Err(EngineError::invalid(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                    m.source
+                )));
+            }
+            if m.target.is_empty() || !m.target.starts_with('/') {
+                return Err(EngineError::invalid(format!(
+                    "invalid mount config: target must be an absolute path: {:?}",
+                    m.target
+                )));
             }
         }
         if hc.memory < 0 || hc.nano_cpus < 0 {
@@ -213,7 +276,12 @@ impl Engine {
     }
 
     /// Like [`Engine::container_event`] with extra attributes (exitCode, signal, ...).
-    pub(crate) fn container_event_with(&self, c: &ContainerRecord, action: &str, extra: BTreeMap<String, String>) {
+    pub(crate) fn container_event_with(
+        &self,
+        c: &ContainerRecord,
+        action: &str,
+        extra: BTreeMap<String, String>,
+    ) {
         let mut attrs: BTreeMap<String, String> = c.config.labels.clone().unwrap_or_default();
         attrs.insert("name".into(), c.name.clone());
         attrs.insert("image".into(), c.config.image.clone());
@@ -252,7 +320,10 @@ mod tests {
         let mut req = cfg(None, None);
         req.env = Some(vec!["A=2".into(), "B=3".into()]);
         let merged = merge_config(&req, &image);
-        assert_eq!(merged.env, Some(vec!["PATH=/bin".into(), "A=2".into(), "B=3".into()]));
+        assert_eq!(
+            merged.env,
+            Some(vec!["PATH=/bin".into(), "A=2".into(), "B=3".into()])
+        );
     }
 }
 
@@ -268,7 +339,11 @@ impl Engine {
         }
         let old = std::mem::replace(&mut c.name, new_name.to_string());
         self.save_container(&c)?;
-        self.container_event_with(&c, "rename", BTreeMap::from([("oldName".to_string(), format!("/{old}"))]));
+        self.container_event_with(
+            &c,
+            "rename",
+            BTreeMap::from([("oldName".to_string(), format!("/{old}"))]),
+        );
         Ok(())
     }
 }

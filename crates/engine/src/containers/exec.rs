@@ -45,10 +45,16 @@ impl Engine {
     pub fn create_exec(&self, container: &str, req: ExecRequest) -> Result<String> {
         let c = self.find_container(container)?;
         if !c.state.running {
-            return Err(EngineError::conflict(format!("container {} is not running", c.id)));
+            return Err(EngineError::conflict(format!(
+                "container {} is not running",
+                c.id
+            )));
         }
         if c.state.paused {
-            return Err(EngineError::conflict(format!("container {} is paused, unpause the container before exec", c.id)));
+            return Err(EngineError::conflict(format!(
+                "container {} is paused, unpause the container before exec",
+                c.id
+            )));
         }
         if req.cmd.is_empty() {
             return Err(EngineError::invalid("no exec command specified"));
@@ -64,11 +70,16 @@ impl Engine {
             pid: 0,
         };
         self.execs_lock().insert(id.clone(), rec);
-        self.container_event(&c, &format!("exec_create: {}", self.exec(&id)?.req.cmd.join(" ")));
+        self.container_event(
+            &c,
+            &format!("exec_create: {}", self.exec(&id)?.req.cmd.join(" ")),
+        );
         Ok(id)
     }
 
-    fn execs_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ExecRecord>> {
+    fn execs_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ExecRecord>> {
         match self.execs.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -87,15 +98,28 @@ impl Engine {
     pub async fn start_exec(self: &Arc<Self>, id: &str) -> Result<UnixStream> {
         let rec = self.exec(id)?;
         if rec.started {
-            return Err(EngineError::conflict(format!("Error: Exec command {id} has already run")));
+            return Err(EngineError::conflict(format!(
+                "Error: Exec command {id} has already run"
+            )));
         }
         let c = self.find_container(&rec.container_id)?;
         if !c.state.running {
-            return Err(EngineError::conflict(format!("container {} is not running", c.id)));
+            return Err(EngineError::conflict(format!(
+                "container {} is not running",
+                c.id
+            )));
         }
         let rootfs = self.container_dir(&c.id).join("rootfs");
-        let user_spec = if rec.req.user.is_empty() { c.config.user.clone() } else { rec.req.user.clone() };
-        let user = resolve_user(&rootfs, &user_spec, c.host_config.group_add.as_deref().unwrap_or_default())?;
+        let user_spec = if rec.req.user.is_empty() {
+            c.config.user.clone()
+        } else {
+            rec.req.user.clone()
+        };
+        let user = resolve_user(
+            &rootfs,
+            &user_spec,
+            c.host_config.group_add.as_deref().unwrap_or_default(),
+        )?;
         let mut env = c.config.env.clone().unwrap_or_default();
         for e in rec.req.env.clone().unwrap_or_default() {
             let key = e.split('=').next().unwrap_or_default().to_string();
@@ -103,7 +127,14 @@ impl Engine {
             env.push(e);
         }
         if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={}", if user.home.is_empty() { "/" } else { &user.home }));
+            env.push(format!(
+                "HOME={}",
+                if user.home.is_empty() {
+                    "/"
+                } else {
+                    &user.home
+                }
+            ));
         }
         let cwd = if !rec.req.working_dir.is_empty() {
             rec.req.working_dir.clone()
@@ -117,12 +148,21 @@ impl Engine {
             args: rec.req.cmd.clone(),
             env,
             cwd,
-            user: Some(berth_runtime::UserSpec { uid: user.uid, gid: user.gid, additional_gids: user.additional_gids }),
+            user: Some(berth_runtime::UserSpec {
+                uid: user.uid,
+                gid: user.gid,
+                additional_gids: user.additional_gids,
+            }),
             tty: rec.req.tty,
             stdin: rec.req.attach_stdin,
         };
-        let client = ShimClient::connect(&self.state_dir(&c.id)).await.ctx(format!("exec in {}", c.name))?;
-        let stream = client.exec(cfg).await.map_err(|e| EngineError::internal(format!("exec in {}: {e}", c.name)))?;
+        let client = ShimClient::connect(&self.state_dir(&c.id))
+            .await
+            .ctx(format!("exec in {}", c.name))?;
+        let stream = client
+            .exec(cfg)
+            .await
+            .map_err(|e| EngineError::internal(format!("exec in {}: {e}", c.name)))?;
         let pid = client.exec_pid(id).await.unwrap_or(0);
         self.update_exec(id, |r| {
             r.started = true;
@@ -135,7 +175,11 @@ impl Engine {
         let state_dir = self.state_dir(&c.id);
         tokio::spawn(async move {
             let code = match ShimClient::connect(&state_dir).await {
-                Ok(cl) => cl.exec_wait(&exec_id).await.map(|s| s.code as i64).unwrap_or(-1),
+                Ok(cl) => cl
+                    .exec_wait(&exec_id)
+                    .await
+                    .map(|s| s.code as i64)
+                    .unwrap_or(-1),
                 Err(_) => -1,
             };
             engine.update_exec(&exec_id, |r| {
@@ -143,7 +187,15 @@ impl Engine {
                 r.exit_code = Some(code);
             });
             if let Ok(c) = engine.find_container(&c.id) {
-                engine.container_event_with(&c, "exec_die", [("exitCode".to_string(), code.to_string()), ("execID".to_string(), exec_id.clone())].into());
+                engine.container_event_with(
+                    &c,
+                    "exec_die",
+                    [
+                        ("exitCode".to_string(), code.to_string()),
+                        ("execID".to_string(), exec_id.clone()),
+                    ]
+                    .into(),
+                );
             }
         });
         Ok(stream)
@@ -169,8 +221,13 @@ impl Engine {
     /// Resizes an exec instance's tty.
     pub async fn resize_exec(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
         let r = self.exec(id)?;
-        let client = ShimClient::connect(&self.state_dir(&r.container_id)).await.ctx("resize exec")?;
-        client.exec_resize(id, rows, cols).await.ctx("resize exec")?;
+        let client = ShimClient::connect(&self.state_dir(&r.container_id))
+            .await
+            .ctx("resize exec")?;
+        client
+            .exec_resize(id, rows, cols)
+            .await
+            .ctx("resize exec")?;
         Ok(())
     }
 

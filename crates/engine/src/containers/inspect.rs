@@ -36,14 +36,22 @@ fn since(ts: &str) -> i64 {
 pub fn status_text(c: &ContainerRecord) -> String {
     let st = &c.state;
     if st.restarting {
-        return format!("Restarting ({}) {} ago", st.exit_code, human_duration(since(&st.finished_at)));
+        return format!(
+            "Restarting ({}) {} ago",
+            st.exit_code,
+            human_duration(since(&st.finished_at))
+        );
     }
     if st.running {
         let mut s = format!("Up {}", human_duration(since(&st.started_at)));
         if st.paused {
             s.push_str(" (Paused)");
         } else if let Some(h) = &st.health {
-            let hs = if h.status == "starting" { "health: starting" } else { h.status.as_str() };
+            let hs = if h.status == "starting" {
+                "health: starting"
+            } else {
+                h.status.as_str()
+            };
             s.push_str(&format!(" ({hs})"));
         }
         return s;
@@ -51,7 +59,11 @@ pub fn status_text(c: &ContainerRecord) -> String {
     if st.status == "created" {
         return "Created".into();
     }
-    format!("Exited ({}) {} ago", st.exit_code, human_duration(since(&st.finished_at)))
+    format!(
+        "Exited ({}) {} ago",
+        st.exit_code,
+        human_duration(since(&st.finished_at))
+    )
 }
 
 /// The `State` word of `ps`.
@@ -115,12 +127,30 @@ impl Engine {
                 }
                 "ancestor" => {
                     c.config.image == *v
-                        || c.image_id.trim_start_matches("sha256:").starts_with(v.trim_start_matches("sha256:"))
-                        || self.find_image(v).map(|i| i.id == c.image_id).unwrap_or(false)
+                        || c.image_id
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.trim_start_matches("sha256:"))
+                        || self
+                            .find_image(v)
+                            .map(|i| i.id == c.image_id)
+                            .unwrap_or(false)
                 }
-                "exited" => !c.state.running && c.state.status == "exited" && c.state.exit_code.to_string() == *v,
-                "network" => c.networks.contains_key(v.as_str()) || c.host_config.network_mode == *v,
-                "health" => c.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none") == v,
+                "exited" => {
+                    !c.state.running
+                        && c.state.status == "exited"
+                        && c.state.exit_code.to_string() == *v
+                }
+                "network" => {
+                    c.networks.contains_key(v.as_str()) || c.host_config.network_mode == *v
+                }
+                "health" => {
+                    c.state
+                        .health
+                        .as_ref()
+                        .map(|h| h.status.as_str())
+                        .unwrap_or("none")
+                        == v
+                }
                 "volume" => c.mounts.iter().any(|m| m.name == *v || m.destination == *v),
                 _ => true,
             })
@@ -128,10 +158,18 @@ impl Engine {
     }
 
     /// `GET /containers/json`: newest first; only running ones unless `all`.
-    pub fn list_containers(&self, all: bool, limit: Option<usize>, filters: &Filters) -> Result<Vec<Value>> {
+    pub fn list_containers(
+        &self,
+        all: bool,
+        limit: Option<usize>,
+        filters: &Filters,
+    ) -> Result<Vec<Value>> {
         let mut cs: Vec<ContainerRecord> = self.db.all("containers")?;
         cs.sort_by(|a, b| b.created.cmp(&a.created));
-        let show_all = all || limit.is_some() || filters.contains_key("status") || filters.contains_key("exited");
+        let show_all = all
+            || limit.is_some()
+            || filters.contains_key("status")
+            || filters.contains_key("exited");
         let mut out = Vec::new();
         for c in cs {
             if !show_all && !c.state.running {
@@ -140,7 +178,9 @@ impl Engine {
             if !self.matches(&c, filters) {
                 continue;
             }
-            let created = chrono::DateTime::parse_from_rfc3339(&c.created).map(|t| t.timestamp()).unwrap_or(0);
+            let created = chrono::DateTime::parse_from_rfc3339(&c.created)
+                .map(|t| t.timestamp())
+                .unwrap_or(0);
             out.push(json!({
                 "Id": c.id,
                 "Names": [format!("/{}", c.name)],
@@ -169,9 +209,17 @@ impl Engine {
         let dir = self.container_dir(&c.id);
         let mut args = c.config.entrypoint.clone().unwrap_or_default();
         args.extend(c.config.cmd.clone().unwrap_or_default());
-        let path = if args.is_empty() { String::new() } else { args.remove(0) };
+        let path = if args.is_empty() {
+            String::new()
+        } else {
+            args.remove(0)
+        };
         let exec_ids: Vec<String> = match self.execs.lock() {
-            Ok(m) => m.values().filter(|e| e.container_id == c.id).map(|e| e.id.clone()).collect(),
+            Ok(m) => m
+                .values()
+                .filter(|e| e.container_id == c.id)
+                .map(|e| e.id.clone())
+                .collect(),
             Err(_) => Vec::new(),
         };
         let mut ports: BTreeMap<String, Value> = BTreeMap::new();
@@ -180,11 +228,21 @@ impl Engine {
         }
         if c.state.running {
             for (p, b) in &c.ports {
-                ports.insert(p.clone(), json!(b.iter().map(|b| json!({"HostIp": b.host_ip, "HostPort": b.host_port})).collect::<Vec<_>>()));
+                ports.insert(
+                    p.clone(),
+                    json!(b
+                        .iter()
+                        .map(|b| json!({"HostIp": b.host_ip, "HostPort": b.host_port}))
+                        .collect::<Vec<_>>()),
+                );
             }
         }
         let primary = c.networks.values().next().cloned().unwrap_or_default();
-        let snapshot_upper = self.snaps.upper_dir(&c.id).map(|p| p.display().to_string()).unwrap_or_default();
+        let snapshot_upper = self
+            .snaps
+            .upper_dir(&c.id)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         Ok(json!({
             "Id": c.id,
             "Created": c.created,

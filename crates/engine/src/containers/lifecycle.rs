@@ -31,7 +31,11 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         }
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)
         .map_err(|_| EngineError::invalid(format!("Invalid signal: {s}")))
@@ -62,7 +66,9 @@ impl Engine {
     pub(crate) async fn on_exit(self: &Arc<Self>, id: &str, status: Option<ExitStatus>) {
         let op = self.live.with(id, |l| l.op.clone());
         let guard = op.lock().await;
-        let Ok(mut c) = self.find_container(id) else { return };
+        let Ok(mut c) = self.find_container(id) else {
+            return;
+        };
         if !c.state.running {
             return;
         }
@@ -78,7 +84,11 @@ impl Engine {
         c.state.pid = 0;
         c.state.exit_code = status.code as i64;
         c.state.oom_killed = status.oom_killed;
-        c.state.finished_at = if status.finished_at.is_empty() { now_rfc3339() } else { status.finished_at.clone() };
+        c.state.finished_at = if status.finished_at.is_empty() {
+            now_rfc3339()
+        } else {
+            status.finished_at.clone()
+        };
         if let Some(h) = c.state.health.as_mut() {
             h.status = "unhealthy".into();
         }
@@ -86,7 +96,11 @@ impl Engine {
         if status.oom_killed {
             self.container_event(&c, "oom");
         }
-        self.container_event_with(&c, "die", BTreeMap::from([("exitCode".to_string(), status.code.to_string())]));
+        self.container_event_with(
+            &c,
+            "die",
+            BTreeMap::from([("exitCode".to_string(), status.code.to_string())]),
+        );
         let restart = self.should_restart(&c);
         if restart {
             c.state.restarting = true;
@@ -104,12 +118,18 @@ impl Engine {
             return;
         }
         if restart {
-            let delay = Duration::from_millis(100u64.saturating_mul(1 << c.restart_count.clamp(0, 10)).min(60_000));
+            let delay = Duration::from_millis(
+                100u64
+                    .saturating_mul(1 << c.restart_count.clamp(0, 10))
+                    .min(60_000),
+            );
             let engine = Arc::clone(self);
             let id = id.to_string();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let Ok(cur) = engine.find_container(&id) else { return };
+                let Ok(cur) = engine.find_container(&id) else {
+                    return;
+                };
                 if !cur.state.restarting || cur.manually_stopped {
                     return;
                 }
@@ -123,13 +143,18 @@ impl Engine {
     }
 
     fn should_restart(&self, c: &ContainerRecord) -> bool {
-        let Some(p) = &c.host_config.restart_policy else { return false };
+        let Some(p) = &c.host_config.restart_policy else {
+            return false;
+        };
         if c.manually_stopped {
             return false;
         }
         match p.name.as_str() {
             "always" | "unless-stopped" => true,
-            "on-failure" => c.state.exit_code != 0 && (p.maximum_retry_count == 0 || c.restart_count < p.maximum_retry_count),
+            "on-failure" => {
+                c.state.exit_code != 0
+                    && (p.maximum_retry_count == 0 || c.restart_count < p.maximum_retry_count)
+            }
             _ => false,
         }
     }
@@ -157,17 +182,27 @@ impl Engine {
                 c.id
             )));
         }
-        let client = ShimClient::connect(&self.state_dir(&c.id))
-            .await
-            .kind_ctx(ErrorKind::Conflict, format!("container {name} is not running"))?;
+        let client = ShimClient::connect(&self.state_dir(&c.id)).await.kind_ctx(
+            ErrorKind::Conflict,
+            format!("container {name} is not running"),
+        )?;
         client.kill(sig).await.ctx(format!("kill {name}"))?;
-        self.container_event_with(&c, "kill", BTreeMap::from([("signal".to_string(), sig.to_string())]));
+        self.container_event_with(
+            &c,
+            "kill",
+            BTreeMap::from([("signal".to_string(), sig.to_string())]),
+        );
         Ok(())
     }
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds (the
     /// container's StopTimeout or 10 when None). Returns `Ok(false)` if it was not running.
-    pub async fn stop_container(self: &Arc<Self>, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<bool> {
+    pub async fn stop_container(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<bool> {
         let mut c = self.find_container(name)?;
         c.manually_stopped = true;
         if c.state.restarting {
@@ -192,14 +227,18 @@ impl Engine {
             }
             let _ = client.kill(sig).await;
             let exited = timeout >= 0
-                && tokio::time::timeout(Duration::from_secs(timeout as u64), self.wait_container(&c.id, WaitCondition::NotRunning))
-                    .await
-                    .is_ok();
+                && tokio::time::timeout(
+                    Duration::from_secs(timeout as u64),
+                    self.wait_container(&c.id, WaitCondition::NotRunning),
+                )
+                .await
+                .is_ok();
             if !exited {
                 let _ = client.kill(libc::SIGKILL).await;
             }
         }
-        self.wait_container(&c.id, WaitCondition::NotRunning).await?;
+        self.wait_container(&c.id, WaitCondition::NotRunning)
+            .await?;
         if let Ok(c) = self.find_container(&c.id) {
             self.container_event(&c, "stop");
         }
@@ -207,7 +246,11 @@ impl Engine {
     }
 
     /// Stops (if running) then starts a container.
-    pub async fn restart_container(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<()> {
+    pub async fn restart_container(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+    ) -> Result<()> {
         self.stop_container(name, timeout, None).await?;
         self.start_container(name).await?;
         if let Ok(c) = self.find_container(name) {
@@ -222,35 +265,48 @@ impl Engine {
         let mut rx = self.live.with(&c.id, |l| l.changed.subscribe());
         let start_gen = *rx.borrow_and_update();
         let mut seen_running = c.state.running;
+        let mut last_code = c.state.exit_code;
         loop {
             let cur = match self.find_container(&c.id) {
                 Ok(cur) => Some(cur),
                 Err(e) if e.kind() == ErrorKind::NotFound => None,
                 Err(e) => return Err(e),
             };
+            if let Some(cur) = &cur {
+                last_code = cur.state.exit_code;
+            }
             match (&cur, condition) {
-                (None, _) => return Ok(c.state.exit_code),
-                (Some(cur), WaitCondition::NotRunning) if !cur.state.running && !cur.state.restarting => {
+                (None, _) => return Ok(last_code),
+                (Some(cur), WaitCondition::NotRunning)
+                    if !cur.state.running && !cur.state.restarting =>
+                {
                     return Ok(cur.state.exit_code)
                 }
                 (Some(cur), WaitCondition::NextExit) => {
                     if cur.state.running {
                         seen_running = true;
-                    } else if seen_running || *rx.borrow() != start_gen && cur.state.status == "exited" {
+                    } else if seen_running
+                        || *rx.borrow() != start_gen && cur.state.status == "exited"
+                    {
                         return Ok(cur.state.exit_code);
                     }
                 }
                 _ => {}
             }
             if rx.changed().await.is_err() {
-                return Ok(c.state.exit_code);
+                return Ok(last_code);
             }
         }
     }
 
     /// Removes a container; a running one only with `force` (it is killed first).
     /// `volumes` also removes its anonymous volumes.
-    pub async fn remove_container(self: &Arc<Self>, name: &str, force: bool, volumes: bool) -> Result<()> {
+    pub async fn remove_container(
+        self: &Arc<Self>,
+        name: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
         let c = self.find_container(name)?;
         if c.state.running && !c.state.restarting {
             if !force {
@@ -262,11 +318,14 @@ impl Engine {
             if let Ok(client) = ShimClient::connect(&self.state_dir(&c.id)).await {
                 let _ = client.kill(libc::SIGKILL).await;
             }
-            self.wait_container(&c.id, WaitCondition::NotRunning).await?;
+            self.wait_container(&c.id, WaitCondition::NotRunning)
+                .await?;
         }
         let op = self.live.with(&c.id, |l| l.op.clone());
         let _guard = op.lock().await;
-        let Ok(mut c) = self.find_container(&c.id) else { return Ok(()) };
+        let Ok(mut c) = self.find_container(&c.id) else {
+            return Ok(());
+        };
         c.manually_stopped = true;
         self.teardown(&mut c).await;
         if let Err(e) = self.snaps.remove(&c.id) {
@@ -275,7 +334,8 @@ impl Engine {
         let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
         self.db.delete("containers", "id", &c.id)?;
         self.container_event(&c, "destroy");
-        self.live.with(&c.id, |l| l.changed.send_modify(|v| *v += 1));
+        self.live
+            .with(&c.id, |l| l.changed.send_modify(|v| *v += 1));
         self.live.forget(&c.id);
         if volumes {
             for m in c.mounts.iter().filter(|m| m.kind == "volume") {
@@ -292,14 +352,13 @@ impl Engine {
     /// At daemon start: reconnect to the shims of running containers, learn the exits
     /// that happened meanwhile, honour `--rm` and restart policies.
     pub(crate) async fn restore(self: &Arc<Self>) -> Result<()> {
+        self.restore_networks().await;
         let all: Vec<ContainerRecord> = self.db.all("containers")?;
         for mut c in all {
             if c.state.running || c.state.restarting {
                 let state_dir = self.state_dir(&c.id);
                 if c.state.running && ShimClient::connect(&state_dir).await.is_ok() {
-                    if c.state.paused {
-                        // keep as recorded
-                    }
+                    self.republish_ports(&c).await;
                     self.spawn_monitor(c.id.clone());
                     continue;
                 }
@@ -311,12 +370,21 @@ impl Engine {
                 self.on_exit(&c.id, status).await;
             }
         }
-        self.restore_networks().await;
+        self.refresh_dns().await;
         // Containers with restart=always that were stopped only by the daemon going down.
         let all: Vec<ContainerRecord> = self.db.all("containers")?;
         for c in all {
-            let policy = c.host_config.restart_policy.as_ref().map(|p| p.name.as_str()).unwrap_or("");
-            if !c.state.running && !c.manually_stopped && (policy == "always" || policy == "unless-stopped") && c.state.status == "exited" {
+            let policy = c
+                .host_config
+                .restart_policy
+                .as_ref()
+                .map(|p| p.name.as_str())
+                .unwrap_or("");
+            if !c.state.running
+                && !c.manually_stopped
+                && (policy == "always" || policy == "unless-stopped")
+                && c.state.status == "exited"
+            {
                 let _ = self.start_container(&c.id).await;
             }
         }

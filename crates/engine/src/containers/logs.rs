@@ -59,9 +59,17 @@ fn rotated_files(path: &Path) -> Vec<PathBuf> {
 
 impl Engine {
     /// Streams a container's log as frames (raw bytes for a tty container).
-    pub fn container_logs(self: &Arc<Self>, name: &str, opts: LogsOptions) -> Result<mpsc::Receiver<Bytes>> {
+    pub fn container_logs(
+        self: &Arc<Self>,
+        name: &str,
+        opts: LogsOptions,
+    ) -> Result<mpsc::Receiver<Bytes>> {
         let c = self.find_container(name)?;
-        if c.host_config.log_config.as_ref().is_some_and(|l| l.kind == "none") {
+        if c.host_config
+            .log_config
+            .as_ref()
+            .is_some_and(|l| l.kind == "none")
+        {
             return Err(EngineError::invalid(
                 "configured logging driver does not support reading",
             ));
@@ -74,10 +82,12 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let emit = |line: &str| -> Option<Option<Bytes>> {
                 let e: Entry = serde_json::from_str(line).ok()?;
-                let want = (e.stream == "stdout" && opts.stdout) || (e.stream == "stderr" && opts.stderr);
+                let want =
+                    (e.stream == "stdout" && opts.stdout) || (e.stream == "stderr" && opts.stderr);
                 let t = chrono::DateTime::parse_from_rfc3339(&e.time).ok()?;
                 let ts = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9;
-                if !want || opts.since.is_some_and(|s| ts < s) || opts.until.is_some_and(|u| ts > u) {
+                if !want || opts.since.is_some_and(|s| ts < s) || opts.until.is_some_and(|u| ts > u)
+                {
                     return Some(None);
                 }
                 let mut payload = String::new();
@@ -87,7 +97,11 @@ impl Engine {
                 }
                 payload.push_str(&e.log);
                 let stream = if e.stream == "stderr" { 2 } else { 1 };
-                Some(Some(if tty { Bytes::from(payload) } else { frame(stream, payload.as_bytes()) }))
+                Some(Some(if tty {
+                    Bytes::from(payload)
+                } else {
+                    frame(stream, payload.as_bytes())
+                }))
             };
             let mut lines: Vec<String> = Vec::new();
             for f in rotated_files(&path) {
@@ -109,10 +123,16 @@ impl Engine {
                 return;
             }
             let mut file = std::fs::File::open(&path).ok();
-            let mut pos = file.as_mut().and_then(|f| f.seek(SeekFrom::End(0)).ok()).unwrap_or(0);
+            let mut pos = file
+                .as_mut()
+                .and_then(|f| f.seek(SeekFrom::End(0)).ok())
+                .unwrap_or(0);
             let mut partial = String::new();
             loop {
-                let running = engine.find_container(&id).map(|c| c.state.running || c.state.restarting).unwrap_or(false);
+                let running = engine
+                    .find_container(&id)
+                    .map(|c| c.state.running || c.state.restarting)
+                    .unwrap_or(false);
                 // Reopen after rotation (the file got shorter or was replaced).
                 let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 if len < pos {

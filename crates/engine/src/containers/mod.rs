@@ -14,13 +14,12 @@ pub mod logs;
 pub mod mounts;
 pub mod start;
 
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{oneshot, watch};
 use tokio::net::UnixStream;
+use tokio::sync::{oneshot, watch};
 
 use crate::error::{EngineError, Result};
 use crate::model::ContainerRecord;
@@ -102,14 +101,19 @@ impl Engine {
     /// Stores a container record and wakes everyone waiting on its state.
     pub(crate) fn save_container(&self, c: &ContainerRecord) -> Result<()> {
         self.db.put_named("containers", &c.id, &c.name, c)?;
-        self.live.with(&c.id, |l| l.changed.send_modify(|v| *v += 1));
+        self.live
+            .with(&c.id, |l| l.changed.send_modify(|v| *v += 1));
         Ok(())
     }
 
     /// Ids of the containers created from image `image_id`.
     pub fn containers_using(&self, image_id: &str) -> Result<Vec<String>> {
         let all: Vec<ContainerRecord> = self.db.all("containers")?;
-        Ok(all.into_iter().filter(|c| c.image_id == image_id).map(|c| c.id).collect())
+        Ok(all
+            .into_iter()
+            .filter(|c| c.image_id == image_id)
+            .map(|c| c.id)
+            .collect())
     }
 
     /// The container's persistent directory (bundle, rootfs mount point, logs, etc files).
@@ -124,7 +128,10 @@ impl Engine {
 
     /// The network namespace mount of a container.
     pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
-        self.cfg.exec_root.join("netns").join(&id[..16.min(id.len())])
+        self.cfg
+            .exec_root
+            .join("netns")
+            .join(&id[..16.min(id.len())])
     }
 }
 

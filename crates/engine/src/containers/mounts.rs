@@ -13,20 +13,32 @@ use crate::Engine;
 
 impl Engine {
     /// The runtime mounts and the inspect `Mounts` of a container about to start.
-    pub(crate) fn user_mounts(&self, c: &ContainerRecord) -> Result<(Vec<MountSpec>, Vec<MountPoint>)> {
+    pub(crate) fn user_mounts(
+        &self,
+        c: &ContainerRecord,
+    ) -> Result<(Vec<MountSpec>, Vec<MountPoint>)> {
         let rootfs = self.container_dir(&c.id).join("rootfs");
-        let previous: BTreeMap<String, MountPoint> =
-            c.mounts.iter().map(|m| (m.destination.clone(), m.clone())).collect();
+        let previous: BTreeMap<String, MountPoint> = c
+            .mounts
+            .iter()
+            .map(|m| (m.destination.clone(), m.clone()))
+            .collect();
         let mut points: Vec<MountPoint> = Vec::new();
         for bind in c.host_config.binds.clone().unwrap_or_default() {
             let parts: Vec<&str> = bind.split(':').collect();
             let (src, dst, mode) = match parts.as_slice() {
                 [s, d] => (*s, *d, ""),
                 [s, d, m] => (*s, *d, *m),
-                _ => return Err(EngineError::invalid(format!("invalid volume specification: '{bind}'"))),
+                _ => {
+                    return Err(EngineError::invalid(format!(
+                        "invalid volume specification: '{bind}'"
+                    )))
+                }
             };
             if !dst.starts_with('/') {
-                return Err(EngineError::invalid(format!("invalid volume specification: '{bind}': mount path must be absolute")));
+                return Err(EngineError::invalid(format!(
+                    "invalid volume specification: '{bind}': mount path must be absolute"
+                )));
             }
             let rw = !mode.split(',').any(|m| m == "ro");
             if src.starts_with('/') {
@@ -34,7 +46,8 @@ impl Engine {
                 std::fs::create_dir_all(src).ok();
                 points.push(bind_point(src, dst, rw, mode));
             } else {
-                let v = self.create_volume(src, "local", BTreeMap::new(), BTreeMap::new(), false)?;
+                let v =
+                    self.create_volume(src, "local", BTreeMap::new(), BTreeMap::new(), false)?;
                 points.push(volume_point(&v.name, &v.mountpoint, dst, rw, mode));
             }
         }
@@ -52,11 +65,20 @@ impl Engine {
                 }
                 "volume" | "" => {
                     let name = if m.source.is_empty() {
-                        previous.get(&m.target).map(|p| p.name.clone()).unwrap_or_default()
+                        previous
+                            .get(&m.target)
+                            .map(|p| p.name.clone())
+                            .unwrap_or_default()
                     } else {
                         m.source.clone()
                     };
-                    let v = self.create_volume(&name, "local", BTreeMap::new(), BTreeMap::new(), m.source.is_empty())?;
+                    let v = self.create_volume(
+                        &name,
+                        "local",
+                        BTreeMap::new(),
+                        BTreeMap::new(),
+                        m.source.is_empty(),
+                    )?;
                     points.push(volume_point(&v.name, &v.mountpoint, &m.target, rw, ""));
                 }
                 "tmpfs" => points.push(MountPoint {
@@ -65,7 +87,11 @@ impl Engine {
                     rw,
                     ..Default::default()
                 }),
-                other => return Err(EngineError::invalid(format!("mount type {other} is not supported"))),
+                other => {
+                    return Err(EngineError::invalid(format!(
+                        "mount type {other} is not supported"
+                    )))
+                }
             }
         }
         for (dst, opts) in c.host_config.tmpfs.clone().unwrap_or_default() {
@@ -77,12 +103,22 @@ impl Engine {
                 ..Default::default()
             });
         }
-        let image_volumes: Vec<String> = c.config.volumes.clone().unwrap_or_default().into_keys().collect();
+        let image_volumes: Vec<String> = c
+            .config
+            .volumes
+            .clone()
+            .unwrap_or_default()
+            .into_keys()
+            .collect();
         for dst in image_volumes {
             if points.iter().any(|p| p.destination == dst) {
                 continue;
             }
-            let name = previous.get(&dst).filter(|p| p.kind == "volume").map(|p| p.name.clone()).unwrap_or_default();
+            let name = previous
+                .get(&dst)
+                .filter(|p| p.kind == "volume")
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
             let v = self.create_volume(&name, "local", BTreeMap::new(), BTreeMap::new(), true)?;
             points.push(volume_point(&v.name, &v.mountpoint, &dst, true, ""));
         }
@@ -94,14 +130,33 @@ impl Engine {
             }
             match p.kind.as_str() {
                 "tmpfs" => {
-                    let mut options = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
-                    options.extend(p.mode.split(',').filter(|s| !s.is_empty()).map(str::to_string));
-                    specs.push(MountSpec { destination: p.destination.clone(), source: "tmpfs".into(), kind: "tmpfs".into(), options });
+                    let mut options = vec![
+                        "nosuid".to_string(),
+                        "nodev".to_string(),
+                        "noexec".to_string(),
+                    ];
+                    options.extend(
+                        p.mode
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string),
+                    );
+                    specs.push(MountSpec {
+                        destination: p.destination.clone(),
+                        source: "tmpfs".into(),
+                        kind: "tmpfs".into(),
+                        options,
+                    });
                 }
                 _ => {
                     let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
                     options.push(if p.rw { "rw".into() } else { "ro".into() });
-                    specs.push(MountSpec { destination: p.destination.clone(), source: p.source.clone(), kind: "bind".into(), options });
+                    specs.push(MountSpec {
+                        destination: p.destination.clone(),
+                        source: p.source.clone(),
+                        kind: "bind".into(),
+                        options,
+                    });
                 }
             }
         }
@@ -128,7 +183,11 @@ fn volume_point(name: &str, mountpoint: &str, dst: &str, rw: bool, mode: &str) -
         source: mountpoint.into(),
         destination: dst.into(),
         driver: "local".into(),
-        mode: if mode.is_empty() { "z".into() } else { mode.into() },
+        mode: if mode.is_empty() {
+            "z".into()
+        } else {
+            mode.into()
+        },
         rw,
         propagation: String::new(),
     }
@@ -136,7 +195,9 @@ fn volume_point(name: &str, mountpoint: &str, dst: &str, rw: bool, mode: &str) -
 
 /// Copies the image's files at `image_dir` into an empty volume, as Docker does on first use.
 fn copy_up(image_dir: &Path, volume: &Path) -> Result<()> {
-    let empty = std::fs::read_dir(volume).map(|mut d| d.next().is_none()).unwrap_or(false);
+    let empty = std::fs::read_dir(volume)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
     if !empty || !image_dir.is_dir() {
         return Ok(());
     }

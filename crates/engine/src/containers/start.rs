@@ -42,6 +42,8 @@ impl Engine {
         match self.start_locked(&mut c).await {
             Ok(()) => Ok(true),
             Err(e) => {
+                // Attach streams waiting for this start get EOF instead of hanging.
+                self.live.with(&c.id, |l| l.pending.clear());
                 self.teardown(&mut c).await;
                 c.state.error = e.to_string();
                 c.state.exit_code = 128;
@@ -64,8 +66,10 @@ impl Engine {
         let netns = self.prepare_network(c).await?;
         let mut opts = self.spec_options(c, &rootfs, netns)?;
         opts.mounts.extend(self.etc_mounts(c));
-        let spec = berth_runtime::build_spec(&opts)
-            .kind_ctx(ErrorKind::InvalidArgument, format!("runtime spec of {}", c.name))?;
+        let spec = berth_runtime::build_spec(&opts).kind_ctx(
+            ErrorKind::InvalidArgument,
+            format!("runtime spec of {}", c.name),
+        )?;
         let bundle = dir.clone();
         let spec_json = serde_json::to_vec_pretty(&spec)?;
         std::fs::write(bundle.join("config.json"), spec_json).ctx("write config.json")?;
@@ -86,7 +90,12 @@ impl Engine {
         tokio::task::spawn_blocking(move || berth_runtime::spawn_shim(&shim_bin, &shim_cfg))
             .await
             .map_err(|e| EngineError::internal(format!("shim task: {e}")))?
-            .map_err(|e| EngineError::internal(format!("failed to create task for container {}: {e}", c.name)))?;
+            .map_err(|e| {
+                EngineError::internal(format!(
+                    "failed to create task for container {}: {e}",
+                    c.name
+                ))
+            })?;
         let client = berth_runtime::ShimClient::connect(&state_dir)
             .await
             .ctx(format!("connect to shim of {}", c.name))?;
@@ -141,7 +150,12 @@ impl Engine {
     }
 
     /// Everything the runtime spec needs, from the record.
-    fn spec_options(&self, c: &mut ContainerRecord, rootfs: &Path, netns: berth_runtime::NetnsMode) -> Result<SpecOptions> {
+    fn spec_options(
+        &self,
+        c: &mut ContainerRecord,
+        rootfs: &Path,
+        netns: berth_runtime::NetnsMode,
+    ) -> Result<SpecOptions> {
         let cfg = &c.config;
         let hc = &c.host_config;
         let mut args = cfg.entrypoint.clone().unwrap_or_default();
@@ -149,18 +163,33 @@ impl Engine {
         if args.is_empty() {
             return Err(EngineError::invalid("no command specified"));
         }
-        let user = resolve_user(rootfs, &cfg.user, hc.group_add.as_deref().unwrap_or_default())?;
+        let user = resolve_user(
+            rootfs,
+            &cfg.user,
+            hc.group_add.as_deref().unwrap_or_default(),
+        )?;
         let mut env = cfg.env.clone().unwrap_or_default();
         if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
             env.push(format!("HOSTNAME={}", cfg.hostname));
         }
         if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={}", if user.home.is_empty() { "/" } else { &user.home }));
+            env.push(format!(
+                "HOME={}",
+                if user.home.is_empty() {
+                    "/"
+                } else {
+                    &user.home
+                }
+            ));
         }
         if cfg.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
             env.push("TERM=xterm".into());
         }
-        let cwd = if cfg.working_dir.is_empty() { "/".to_string() } else { cfg.working_dir.clone() };
+        let cwd = if cfg.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            cfg.working_dir.clone()
+        };
         // Docker creates a missing working directory.
         if let Ok(p) = berth_image_safe_join(rootfs, &cwd) {
             let _ = std::fs::create_dir_all(p);
@@ -190,12 +219,17 @@ impl Engine {
                     let text = if v.trim_start().starts_with('{') {
                         v.to_string()
                     } else {
-                        std::fs::read_to_string(v).kind_ctx(ErrorKind::InvalidArgument, format!("seccomp profile {v}"))?
+                        std::fs::read_to_string(v)
+                            .kind_ctx(ErrorKind::InvalidArgument, format!("seccomp profile {v}"))?
                     };
                     o.seccomp = SeccompMode::Profile(text);
                 }
                 "apparmor" | "label" => {}
-                other => return Err(EngineError::invalid(format!("invalid --security-opt: {other}"))),
+                other => {
+                    return Err(EngineError::invalid(format!(
+                        "invalid --security-opt: {other}"
+                    )))
+                }
             }
         }
         if hc.memory > 0 {
@@ -212,14 +246,19 @@ impl Engine {
             o.cpu_quota = Some(hc.nano_cpus / 10_000);
         } else if hc.cpu_quota > 0 {
             o.cpu_quota = Some(hc.cpu_quota);
-            o.cpu_period = Some(if hc.cpu_period > 0 { hc.cpu_period as u64 } else { 100_000 });
+            o.cpu_period = Some(if hc.cpu_period > 0 {
+                hc.cpu_period as u64
+            } else {
+                100_000
+            });
         }
         if !hc.cpuset_cpus.is_empty() {
             o.cpuset_cpus = Some(hc.cpuset_cpus.clone());
         }
         o.pids_limit = hc.pids_limit.filter(|p| *p != 0);
         for u in hc.ulimits.clone().unwrap_or_default() {
-            o.ulimits.push((u.name.clone(), u.soft.max(0) as u64, u.hard.max(0) as u64));
+            o.ulimits
+                .push((u.name.clone(), u.soft.max(0) as u64, u.hard.max(0) as u64));
         }
         if hc.shm_size > 0 {
             o.shm_size = Some(hc.shm_size as u64);
@@ -229,13 +268,31 @@ impl Engine {
             o.oom_score_adj = Some(hc.oom_score_adj as i32);
         }
         for d in hc.devices.clone().unwrap_or_default() {
-            let host = d.get("PathOnHost").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-            let inside = d.get("PathInContainer").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).unwrap_or(&host).to_string();
-            let perms = d.get("CgroupPermissions").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).unwrap_or("rwm").to_string();
+            let host = d
+                .get("PathOnHost")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let inside = d
+                .get("PathInContainer")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&host)
+                .to_string();
+            let perms = d
+                .get("CgroupPermissions")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .unwrap_or("rwm")
+                .to_string();
             if !Path::new(&host).exists() {
                 return Err(EngineError::invalid(format!("error gathering device information while adding custom device \"{host}\": no such file or directory")));
             }
-            o.devices.push(berth_runtime::DeviceSpec { path_on_host: host.into(), path_in_container: inside, permissions: perms });
+            o.devices.push(berth_runtime::DeviceSpec {
+                path_on_host: host.into(),
+                path_in_container: inside,
+                permissions: perms,
+            });
         }
         let (mounts, points) = self.user_mounts(c)?;
         o.mounts.extend(mounts);
@@ -267,17 +324,30 @@ impl Engine {
         let driver = match lc.kind.as_str() {
             "" | "json-file" | "local" => berth_runtime::LogDriver::JsonFile,
             "none" => berth_runtime::LogDriver::None,
-            other => return Err(EngineError::invalid(format!("logging driver {other} is not supported"))),
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "logging driver {other} is not supported"
+                )))
+            }
         };
         let max_size = match opts.get("max-size") {
-            Some(s) => Some(parse_size(s).ok_or_else(|| EngineError::invalid(format!("invalid max-size: {s}")))?),
+            Some(s) => Some(
+                parse_size(s)
+                    .ok_or_else(|| EngineError::invalid(format!("invalid max-size: {s}")))?,
+            ),
             None => Some(20 << 20),
         };
         let max_files = match opts.get("max-file") {
-            Some(s) => s.parse().map_err(|_| EngineError::invalid(format!("invalid max-file: {s}")))?,
+            Some(s) => s
+                .parse()
+                .map_err(|_| EngineError::invalid(format!("invalid max-file: {s}")))?,
             None => 5,
         };
-        Ok(berth_runtime::LogConfig { driver, max_size, max_files })
+        Ok(berth_runtime::LogConfig {
+            driver,
+            max_size,
+            max_files,
+        })
     }
 
     /// The runtime a container runs under.
@@ -300,7 +370,9 @@ pub(crate) fn berth_image_safe_join(rootfs: &Path, inner: &str) -> Result<PathBu
         match part {
             std::path::Component::Normal(p) => out.push(p),
             std::path::Component::ParentDir => {
-                return Err(EngineError::invalid(format!("path {inner} escapes the container root")))
+                return Err(EngineError::invalid(format!(
+                    "path {inner} escapes the container root"
+                )))
             }
             _ => {}
         }
@@ -319,4 +391,3 @@ pub(crate) fn is_mountpoint(p: &Path) -> bool {
         Err(_) => false,
     }
 }
-

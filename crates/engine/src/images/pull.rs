@@ -30,7 +30,8 @@ impl Engine {
             Some(d) => d.to_string(),
             None => r.tag_or_latest().to_string(),
         };
-        let _ = progress.send(json!({"status": format!("Pulling from {}", r.repository), "id": shown_tag}));
+        let _ = progress
+            .send(json!({"status": format!("Pulling from {}", r.repository), "id": shown_tag}));
         let (tx, mut rx) = mpsc::unbounded_channel::<PullEvent>();
         let fwd = progress.clone();
         let forwarder = tokio::spawn(async move {
@@ -40,9 +41,10 @@ impl Engine {
                 }
             }
         });
-        let pulled = berth_registry::pull_to_store(&self.registry, &self.content, &r, creds.as_ref(), tx)
-            .await
-            .map_err(|e| registry_error(&r.familiar(), e));
+        let pulled =
+            berth_registry::pull_to_store(&self.registry, &self.content, &r, creds.as_ref(), tx)
+                .await
+                .map_err(|e| registry_error(&r.familiar(), e));
         let _ = forwarder.await;
         let pulled = pulled?;
         let layers: Vec<(berth_content::Digest, berth_content::Digest)> = pulled
@@ -72,8 +74,9 @@ impl Engine {
                 media_type: Some(l.media_type.clone()),
             });
         }
-        let config: Value = serde_json::from_slice(&pulled.config_bytes)
-            .map_err(|e| EngineError::invalid(format!("image config of {} is not JSON: {e}", r.familiar())))?;
+        let config: Value = serde_json::from_slice(&pulled.config_bytes).map_err(|e| {
+            EngineError::invalid(format!("image config of {} is not JSON: {e}", r.familiar()))
+        })?;
         let id = pulled.config_digest.to_string();
         let existed = self.db.get::<ImageRecord>("images", "id", &id)?;
         let previous_tag = match &r.digest {
@@ -90,7 +93,8 @@ impl Engine {
         };
         self.db.put_image(&id, &record, &rows)?;
         let mdigest = pulled.manifest_digest.to_string();
-        self.db.set_ref("repo_digests", &digest_key(&r, &mdigest), &id)?;
+        self.db
+            .set_ref("repo_digests", &digest_key(&r, &mdigest), &id)?;
         if r.digest.is_none() {
             self.db.set_ref("tags", &tag_key(&r), &id)?;
         }
@@ -147,9 +151,15 @@ fn event_json(ev: &PullEvent) -> Option<Value> {
     };
     Some(match ev {
         PullEvent::Resolved { .. } => return None,
-        PullEvent::PullingFsLayer(id) => json!({"status": "Pulling fs layer", "progressDetail": {}, "id": id}),
-        PullEvent::Verifying(id) => json!({"status": "Verifying Checksum", "progressDetail": {}, "id": id}),
-        PullEvent::AlreadyExists(id) => json!({"status": "Already exists", "progressDetail": {}, "id": id}),
+        PullEvent::PullingFsLayer(id) => {
+            json!({"status": "Pulling fs layer", "progressDetail": {}, "id": id})
+        }
+        PullEvent::Verifying(id) => {
+            json!({"status": "Verifying Checksum", "progressDetail": {}, "id": id})
+        }
+        PullEvent::AlreadyExists(id) => {
+            json!({"status": "Already exists", "progressDetail": {}, "id": id})
+        }
         PullEvent::Waiting(id) => json!({"status": "Waiting", "progressDetail": {}, "id": id}),
         PullEvent::Downloading { id, current, total } => json!({
             "status": "Downloading",
@@ -157,7 +167,9 @@ fn event_json(ev: &PullEvent) -> Option<Value> {
             "progress": bar(*current, *total),
             "id": id,
         }),
-        PullEvent::DownloadComplete(id) => json!({"status": "Download complete", "progressDetail": {}, "id": id}),
+        PullEvent::DownloadComplete(id) => {
+            json!({"status": "Download complete", "progressDetail": {}, "id": id})
+        }
     })
 }
 
