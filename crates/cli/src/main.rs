@@ -18,8 +18,8 @@ mod template;
 use clap::{Parser, Subcommand};
 
 use cmd::{
-    build, container, cp, exec, image, image_io, inspect, lifecycle, login, logs, network, ps,
-    stats, system, volume,
+    build, compose, container, cp, exec, image, image_io, inspect, lifecycle, login, logs, network,
+    ps, stats, system, volume,
 };
 use error::{CliError, CmdResult};
 
@@ -128,6 +128,8 @@ enum Command {
     /// Manage berth
     #[command(subcommand)]
     System(system::SystemCmd),
+    /// Define and run multi-container applications from a compose file
+    Compose(compose::ComposeArgs),
 }
 
 /// `berth container ...` aliases of the top-level container commands.
@@ -237,6 +239,7 @@ async fn dispatch(c: &client::Client, cmd: Command) -> CmdResult {
         Command::Network(a) => network::network(c, a).await,
         Command::Volume(a) => volume::volume(c, a).await,
         Command::System(a) => system::system(c, a).await,
+        Command::Compose(a) => compose::compose(c, a).await,
         Command::Container(cc) => match cc {
             ContainerCmd::Ls(a) => ps::ps(c, a).await,
             ContainerCmd::Run(a) => container::run(c, a).await,

@@ -1,6 +1,9 @@
 //! One module per command group.
 
 pub mod build;
+pub mod compose;
+pub mod compose_file;
+pub mod compose_up;
 pub mod container;
 pub mod cp;
 pub mod exec;
