@@ -114,17 +114,19 @@ fn ports_summary(c: &ContainerRecord) -> Vec<Value> {
 impl Engine {
     fn matches(&self, c: &ContainerRecord, filters: &Filters) -> bool {
         filters.iter().all(|(key, values)| {
+            // Docker ANDs label filters (docker-compose selects project AND service) and
+            // ORs the values of every other key.
+            if key == "label" {
+                let labels = c.config.labels.clone().unwrap_or_default();
+                return values.iter().all(|v| match v.split_once('=') {
+                    Some((k, val)) => labels.get(k).map(String::as_str) == Some(val),
+                    None => labels.contains_key(v.as_str()),
+                });
+            }
             values.iter().any(|v| match key.as_str() {
                 "id" => c.id.starts_with(v.as_str()),
                 "name" => c.name.contains(v.trim_start_matches('/')),
                 "status" => state_word(c) == v,
-                "label" => {
-                    let labels = c.config.labels.clone().unwrap_or_default();
-                    match v.split_once('=') {
-                        Some((k, val)) => labels.get(k).map(String::as_str) == Some(val),
-                        None => labels.contains_key(v.as_str()),
-                    }
-                }
                 "ancestor" => {
                     c.config.image == *v
                         || c.image_id
