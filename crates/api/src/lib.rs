@@ -3,6 +3,7 @@
 //! logic lives here: every handler parses, calls the [`Engine`], and shapes the answer.
 
 mod build;
+mod container_extras;
 mod containers;
 mod error;
 mod exec;
@@ -64,6 +65,21 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/:id/logs", get(containers::logs))
         .route("/containers/:id/rename", post(containers::rename))
         .route("/containers/:id", delete(containers::remove))
+        // Container extras (brief F): pause, top, stats, diff, cp, export, commit, update.
+        .route("/containers/:id/pause", post(container_extras::pause))
+        .route("/containers/:id/unpause", post(container_extras::unpause))
+        .route("/containers/:id/top", get(container_extras::top))
+        .route("/containers/:id/stats", get(container_extras::stats))
+        .route("/containers/:id/changes", get(container_extras::changes))
+        .route(
+            "/containers/:id/archive",
+            get(container_extras::archive_get)
+                .head(container_extras::archive_head)
+                .put(container_extras::archive_put),
+        )
+        .route("/containers/:id/export", get(container_extras::export))
+        .route("/containers/:id/update", post(container_extras::update))
+        .route("/commit", post(container_extras::commit))
         .route("/containers/:id/exec", post(exec::create))
         .route("/exec/:id/start", post(exec::start))
         .route("/exec/:id/resize", post(exec::resize))

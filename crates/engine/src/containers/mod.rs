@@ -13,6 +13,14 @@ pub mod lifecycle;
 pub mod logs;
 pub mod mounts;
 pub mod start;
+pub mod pause;
+pub mod top;
+pub mod stats;
+pub mod changes;
+pub mod archive;
+pub mod commit;
+pub mod update;
+pub mod health;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

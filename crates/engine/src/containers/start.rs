@@ -130,6 +130,7 @@ impl Engine {
         self.save_container(c)?;
         self.container_event(c, "start");
         self.spawn_monitor(c.id.clone());
+        self.spawn_health(c);
         Ok(())
     }
 
