@@ -88,8 +88,9 @@ pub async fn build(
     Ok(crate::stream::json_lines(rx))
 }
 
-/// `POST /build/prune`: drops the build cache records.
+/// `POST /build/prune`: drops the build cache records; answers the ids removed (Docker's
+/// `CachesDeleted` is a list) and the space reclaimed.
 pub async fn prune(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Value>> {
-    let (n, space) = engine.prune_build_cache()?;
-    Ok(Json(json!({"CachesDeleted": n, "SpaceReclaimed": space})))
+    let (ids, space) = engine.prune_build_cache_ids()?;
+    Ok(Json(json!({"CachesDeleted": ids, "SpaceReclaimed": space})))
 }

@@ -26,6 +26,8 @@ use crate::error::{EngineError, ErrorKind};
 use crate::images::ImageRecord;
 use crate::Engine;
 
+mod stubs;
+
 const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// A layer made by a build step: where its blob is.
@@ -114,7 +116,23 @@ impl Engine {
         opts.cgroup_parent = self.cfg.cgroup_parent.clone();
         let spec = berth_runtime::build_spec(&opts)
             .map_err(|e| EngineError::invalid(format!("build step spec: {e}")))?;
-        std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec)?)?;
+        let spec_json = serde_json::to_value(&spec)?;
+        let destinations: Vec<String> = spec_json
+            .get("mounts")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.get("destination").and_then(Value::as_str))
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut plan = read_stubs(&dir);
+        let new = stubs::plan(&dir.join("rootfs"), &destinations);
+        plan.created.extend(new.created);
+        plan.parents.extend(new.parents);
+        std::fs::write(dir.join("stubs.json"), serde_json::to_vec(&plan)?)?;
+        std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec_json)?)?;
         let state_dir = self.cfg.exec_root.join("b").join(&key[..16.min(key.len())]);
         let _ = std::fs::remove_dir_all(&state_dir);
         std::fs::create_dir_all(&state_dir)?;
@@ -265,6 +283,21 @@ impl BuildHost for EngineBuildHost {
                 options: vec!["rbind".into(), "ro".into()],
             });
         }
+        let dir = e.build_dir(&work.key);
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            o.hostname
+        );
+        for (name, content) in [("hosts", hosts), ("hostname", format!("{}\n", o.hostname))] {
+            let file = dir.join(name);
+            std::fs::write(&file, content).map_err(failed)?;
+            o.mounts.push(MountSpec {
+                destination: format!("/etc/{name}"),
+                source: file.display().to_string(),
+                kind: "bind".into(),
+                options: vec!["rbind".into(), "ro".into()],
+            });
+        }
         for m in &spec.mounts {
             match m {
                 RunMount::Cache {
@@ -410,12 +443,21 @@ impl BuildHost for EngineBuildHost {
     }
 }
 
+/// The mount stubs noted for the work root whose build dir is `dir` (none when absent).
+fn read_stubs(dir: &std::path::Path) -> stubs::Stubs {
+    std::fs::read(dir.join("stubs.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 /// Diffs the work root's upper dir into a gzip layer blob and commits the snapshot under
 /// its chain id.
 fn commit_blocking(e: &Engine, work: &WorkRoot) -> Result<Layer, HostError> {
     let _ = berth_snapshot::unmount(&work.rootfs);
     let parent = e.snaps.parent(&work.key).map_err(failed)?;
     let upper = e.snaps.upper_dir(&work.key).map_err(failed)?;
+    stubs::clean_upper(&upper, &read_stubs(&e.build_dir(&work.key)));
     let empty = std::fs::read_dir(&upper)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
@@ -516,6 +558,26 @@ pub(crate) fn import_file(
 }
 
 impl Engine {
+    /// Empties the build cache (see [`Engine::prune_build_cache`]) and returns the ids of
+    /// the records removed (the short hex of their key) with the bytes reclaimed.
+    pub fn prune_build_cache_ids(&self) -> Result<(Vec<String>, u64), EngineError> {
+        let keys: Vec<String> = {
+            let conn = self.db.lock();
+            let mut stmt = conn.prepare("SELECT key FROM build_cache")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        let (_, space) = self.prune_build_cache()?;
+        let ids = keys
+            .iter()
+            .map(|k| {
+                let hex = k.rsplit(':').next().unwrap_or(k);
+                hex[..12.min(hex.len())].to_string()
+            })
+            .collect();
+        Ok((ids, space))
+    }
+
     /// Builds an image from a tar build context (a file), sending Docker's JSON progress
     /// messages. Returns the image id. A failed build leaves no work snapshot mounted.
     pub async fn build_image(
@@ -540,6 +602,7 @@ impl Engine {
         .map_err(|e| EngineError::internal(format!("context task: {e}")))??;
         let mut opts = opts;
         opts.dockerfile = ctx.dockerfile().to_string();
+        let quiet = opts.quiet;
         let builder = berth_build::Builder::new(EngineBuildHost::new(Arc::clone(self)));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<berth_build::BuildEvent>();
         let fwd = progress.clone();
@@ -560,6 +623,10 @@ impl Engine {
         drop(ctx);
         let result = result.map_err(|e| EngineError::invalid(e.to_string()))?;
         let _ = progress.send(serde_json::json!({"aux": {"ID": result.image_id}}));
+        if quiet {
+            // As dockerd: with `q` the stream carries just the image id.
+            let _ = progress.send(serde_json::json!({"stream": format!("{}\n", result.image_id)}));
+        }
         Ok(result.image_id)
     }
 }

@@ -233,6 +233,10 @@ pub(crate) async fn build_stage(run: &mut Run<'_>, index: usize) -> Result<Stage
             args: BTreeMap::new(),
         }
     };
+    // Docker gives every stage a PATH when its base image has none.
+    if state.image.env_get("PATH").is_none() {
+        state.image.env_set("PATH", super::DEFAULT_PATH);
+    }
     if state.state_id != "scratch" {
         run.emit(super::BuildEvent::Id(super::short_id(&state.state_id)));
     }

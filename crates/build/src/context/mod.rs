@@ -105,7 +105,7 @@ pub fn extract_tar<R: Read>(reader: R, dest: &Path) -> Result<(), ContextError> 
     } else {
         Box::new(buf)
     };
-    let mut ar = tar::Archive::new(input);
+    let mut ar = tar::Archive::new(ZeroPadded::new(input));
     ar.set_preserve_permissions(true);
     ar.set_overwrite(true);
     for entry in ar.entries().map_err(ContextError::Tar)? {
@@ -131,6 +131,48 @@ pub fn extract_tar<R: Read>(reader: R, dest: &Path) -> Result<(), ContextError> 
         }
     }
     Ok(())
+}
+
+/// A reader that, once its inner stream ends, completes the last 512-byte tar block and adds
+/// the two zero blocks that end an archive. The docker CLI sends contexts whose last entry
+/// (the `.dockerignore` it rewrites for `-f` outside the context) lacks both; Go's tar reader
+/// accepts that, the `tar` crate does not.
+struct ZeroPadded<R> {
+    inner: R,
+    read: u64,
+    /// Zero bytes still to produce once the inner reader is done (`None` before that).
+    padding: Option<u64>,
+}
+
+impl<R: Read> ZeroPadded<R> {
+    fn new(inner: R) -> Self {
+        ZeroPadded {
+            inner,
+            read: 0,
+            padding: None,
+        }
+    }
+}
+
+impl<R: Read> Read for ZeroPadded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.padding.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.padding = Some((512 - self.read % 512) % 512 + 1024);
+        }
+        let left = self.padding.unwrap_or(0);
+        let n = (left.min(buf.len() as u64)) as usize;
+        buf[..n].fill(0);
+        self.padding = Some(left - n as u64);
+        Ok(n)
+    }
 }
 
 fn lexical_escapes(p: &Path) -> bool {

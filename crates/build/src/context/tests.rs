@@ -124,3 +124,15 @@ fn resolve_rejects_escapes() {
     ));
     assert_eq!(resolve_nofollow(root, "abs").unwrap(), root.join("abs"));
 }
+
+#[test]
+fn accepts_a_tar_cut_after_the_last_entry_data() {
+    // What the docker CLI sends for `-f` outside the context: no padding, no end blocks.
+    let raw = tar_of(&[("Dockerfile", b"FROM x\n"), (".dockerignore", b"a\nb\n")]);
+    let cut = 512 + 512 + 512 + 4;
+    let ctx = BuildContext::from_tar(&raw[..cut], "", None).unwrap();
+    assert_eq!(
+        std::fs::read(ctx.path().join(".dockerignore")).unwrap(),
+        b"a\nb\n"
+    );
+}
