@@ -1,8 +1,9 @@
-//! `/images/...`: pull, list, inspect, history, tag, remove (push, save come with the
-//! engine's support for them).
+//! `/images/...`: pull, list, inspect, history, tag, push, remove; save, load and import
+//! live in [`crate::image_io`].
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -42,17 +43,21 @@ pub fn registry_auth(headers: &HeaderMap) -> Option<berth_registry::Credentials>
     })
 }
 
-/// `POST /images/create?fromImage=&tag=`: streams pull progress.
+/// `POST /images/create?fromImage=&tag=`: streams pull progress; with `fromSrc=-` the
+/// body is a root filesystem tar to import instead.
 pub async fn create(
     State(engine): State<Arc<Engine>>,
-    Query(q): Query<Q>,
+    Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<Response> {
+    let q: Q = pairs.iter().cloned().collect();
+    if q.get("fromSrc").is_some_and(|s| !s.is_empty()) {
+        return crate::image_io::import(engine, &pairs, body).await;
+    }
     let from = q.get("fromImage").cloned().unwrap_or_default();
     if from.is_empty() {
-        return Err(ApiError::bad_request(
-            "fromImage is required (import is not supported yet)",
-        ));
+        return Err(ApiError::bad_request("fromImage or fromSrc is required"));
     }
     let tag = q.get("tag").cloned().unwrap_or_default();
     let reference = if tag.is_empty() {
@@ -109,6 +114,7 @@ pub async fn get_dispatch(
     match verb.as_str() {
         "json" => Ok(Json(engine.inspect_image(&name)?).into_response()),
         "history" => Ok(Json(json!(engine.image_history(&name)?)).into_response()),
+        "get" => crate::image_io::save(engine, vec![name]),
         _ => {
             let _ = q;
             Ok(system::unknown().await)

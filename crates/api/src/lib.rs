@@ -7,6 +7,7 @@ mod container_extras;
 mod containers;
 mod error;
 mod exec;
+mod image_io;
 mod images;
 mod networks;
 mod params;
@@ -46,6 +47,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/prune", post(system_df::prune_images))
         .route("/images/create", post(images::create))
         .route("/images/json", get(images::list))
+        // Images in depth (brief G): save, load (import rides on /images/create).
+        .route("/images/get", get(image_io::save_many))
+        .route("/images/load", post(image_io::load))
         .route(
             "/images/*rest",
             get(images::get_dispatch)

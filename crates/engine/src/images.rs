@@ -14,6 +14,9 @@ use crate::Engine;
 mod pull;
 mod push;
 pub use pull::Progress;
+pub mod archive;
+pub mod import;
+pub use import::ImportOptions;
 
 /// What the engine stores for each image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
