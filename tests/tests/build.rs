@@ -614,3 +614,135 @@ fn berth_build_builds_and_tags() {
     ]);
     assert_eq!(again, inspect(&d, "{{.Id}}", "bb:1"));
 }
+
+/// A dockerd of the test's own (no bridge, no iptables); stopped on drop.
+struct Dockerd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    exec_root: std::path::PathBuf,
+}
+
+impl Dockerd {
+    fn start() -> Option<Dockerd> {
+        if Command::new("dockerd").arg("--version").output().is_err() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let exec_root = std::path::PathBuf::from(format!("/run/bt-dockerd-{}", common::unique()));
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("-H")
+            .arg(format!(
+                "unix://{}",
+                dir.path().join("docker.sock").display()
+            ))
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(&exec_root)
+            .arg("--pidfile")
+            .arg(dir.path().join("dockerd.pid"))
+            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Dockerd {
+            child,
+            dir,
+            exec_root,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !d.docker(&["version"]).status.success() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dockerd did not come up: {}",
+                std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Some(d)
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!(
+                "unix://{}",
+                self.dir.path().join("docker.sock").display()
+            ))
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn docker_ok(&self, args: &[&str]) -> String {
+        common::ok(self.docker(args), args)
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM: dockerd stops its containerd and unmounts what it mounted.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.exec_root);
+    }
+}
+
+#[test]
+fn built_image_runs_identically_under_dockerd() {
+    let d = Daemon::start();
+    let reg = shared_registry();
+    let df = format!(
+        r#"FROM {base} AS gen
+RUN mkdir /out && echo generated > /out/gen.txt && chmod 640 /out/gen.txt
+
+FROM {base}
+ENV GREETING=hi TARGET=world
+WORKDIR /app
+COPY --chown=web:web hello.txt ./
+COPY --from=gen /out/gen.txt /app/
+RUN echo "$GREETING $TARGET" > /app/run.txt && ln -s run.txt /app/link && rm /var/www/index.html
+USER web
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["id -u; id -g; id -un; pwd; echo $GREETING $TARGET; cat /app/*.txt; cat /app/link; stat -c '%n %a %u %g %s' /app/* /var/www; ls /var/www | wc -l"]
+"#,
+        base = base()
+    );
+    let ctx = context(&[("Dockerfile", &df), ("hello.txt", "hello\n")]);
+    let name = format!("{}/built-{}:1", reg.addr(), common::unique());
+    build_ok(&d, &["-t", &name, ctx.path().to_str().unwrap()]);
+    let here = run(&d, &[&name]);
+    assert!(here.starts_with("1000\n1000\nweb\n/app\n"), "{here}");
+    // Push with docker push when berthd has it, else through a saved archive and skopeo.
+    if !d.docker(&["push", &name]).status.success() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tar = tmp.path().join("img.tar");
+        d.docker_ok(&["save", "-o", tar.to_str().unwrap(), &name]);
+        let out = Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .arg(format!("docker-archive:{}", tar.display()))
+            .arg(format!("docker://{name}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {:?}", text(&out));
+    }
+    let Some(dockerd) = Dockerd::start() else {
+        eprintln!("dockerd is not installed: skipping the dockerd half");
+        return;
+    };
+    dockerd.docker_ok(&["pull", "-q", &name]);
+    let there = dockerd.docker_ok(&["run", "--rm", "--network", "none", &name]);
+    assert_eq!(here, there);
+    let cfg = "{{json .Config.Env}} {{.Config.User}} {{.Config.WorkingDir}} {{json .Config.Entrypoint}} {{json .Config.Cmd}} {{len .RootFS.Layers}}";
+    assert_eq!(
+        inspect(&d, cfg, &name),
+        dockerd.docker_ok(&["image", "inspect", "-f", cfg, &name])
+    );
+    dockerd.docker_ok(&["rmi", &name]);
+}
