@@ -135,6 +135,7 @@ fn new_image_config(
     if !opts.author.is_empty() {
         img["author"] = json!(opts.author);
     }
+    img["comment"] = json!(opts.comment);
     if img.get("architecture").is_none() {
         img["architecture"] = json!(std::env::consts::ARCH.replace("x86_64", "amd64"));
     }
