@@ -161,6 +161,16 @@ fn stats_show_cpu_memory_and_pids() {
     );
     let one = stream_lines(&d, "/containers/st/stats?stream=false&one-shot=true", 1);
     assert_eq!(one[0]["pids_stats"]["current"], 3);
+    // A stopped container answers with zeros instead of an error.
+    d.docker_ok(&["stop", "-t", "1", "st"]);
+    let out = d.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.CPUPerc}} {{.PIDs}}",
+        "st",
+    ]);
+    assert_eq!(out, "0.00% 0");
     d.docker_ok(&["rm", "-f", "st"]);
 }
 
@@ -265,6 +275,32 @@ fn cp_both_ways_on_running_and_stopped_containers() {
     assert!(std::fs::read_to_string(host.join("via-link"))
         .unwrap()
         .contains("web:x:1000"));
+    // Writing through that symlink lands in the container's /etc, not the host's.
+    let marker = format!("berth-cp-{}", std::process::id());
+    std::fs::write(host.join(&marker), "m\n").unwrap();
+    d.docker_ok(&["cp", &h(&marker), "cpc:/data/etclink/"]);
+    assert!(!std::path::Path::new("/etc").join(&marker).exists());
+    assert_eq!(
+        d.docker_ok(&["exec", "cpc", "cat", &format!("/etc/{marker}")]),
+        "m"
+    );
+    // A destination that does not exist yet names the copy; `-` streams a tar.
+    d.docker_ok(&["cp", &h("file.txt"), "cpc:/tmp/renamed.txt"]);
+    assert_eq!(
+        d.docker_ok(&["exec", "cpc", "cat", "/tmp/renamed.txt"]),
+        "from the host"
+    );
+    let out = d.docker(&["cp", "cpc:/etc/passwd", "-"]);
+    assert!(out.status.success());
+    let mut ar = std::process::Command::new("tar")
+        .args(["-tf", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ar.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let listed = ar.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "passwd");
     let out = d.docker(&["cp", "cpc:/nonexistent", &h("x")]);
     assert!(
         text(&out).1.contains("Could not find the file"),
