@@ -12,6 +12,49 @@ use crate::error::{EngineError, ErrorKind, Result, ResultExt};
 use crate::model::ContainerRecord;
 use crate::Engine;
 
+/// First delay before restarting a container that exited.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest delay between restarts.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A run at least this long resets the delay to [`BACKOFF_START`].
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// The current restart delay of each container that is being restarted, kept in memory only
+/// (like Docker's, it starts over when the daemon restarts).
+static BACKOFF: std::sync::Mutex<BTreeMap<String, Duration>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Docker's restart back-off: 100 ms, doubled before each further restart up to one
+/// minute, and back to 100 ms after a run of ten seconds or more.
+fn next_backoff(c: &ContainerRecord) -> Duration {
+    let ran = chrono::DateTime::parse_from_rfc3339(&c.state.finished_at)
+        .ok()
+        .zip(chrono::DateTime::parse_from_rfc3339(&c.state.started_at).ok())
+        .and_then(|(end, start)| (end - start).to_std().ok())
+        .unwrap_or_default();
+    let mut map = match BACKOFF.lock() {
+        Ok(m) => m,
+        Err(p) => p.into_inner(),
+    };
+    let prev = map
+        .get(&c.id)
+        .copied()
+        .filter(|_| ran < BACKOFF_RESET_AFTER);
+    let next = match prev {
+        None => BACKOFF_START,
+        Some(d) => (d * 2).min(BACKOFF_MAX),
+    };
+    map.insert(c.id.clone(), next);
+    next
+}
+
+/// Forgets a container's restart delay (it was stopped or removed).
+fn reset_backoff(id: &str) {
+    if let Ok(mut m) = BACKOFF.lock() {
+        m.remove(id);
+    }
+}
+
 /// `POST /containers/{id}/wait?condition=...`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitCondition {
@@ -118,11 +161,7 @@ impl Engine {
             return;
         }
         if restart {
-            let delay = Duration::from_millis(
-                100u64
-                    .saturating_mul(1 << c.restart_count.clamp(0, 10))
-                    .min(60_000),
-            );
+            let delay = next_backoff(&c);
             let engine = Arc::clone(self);
             let id = id.to_string();
             tokio::spawn(async move {
@@ -133,7 +172,7 @@ impl Engine {
                 if !cur.state.restarting || cur.manually_stopped {
                     return;
                 }
-                if let Err(e) = engine.start_container(&id).await {
+                if let Err(e) = engine.start_container_as(&id, false).await {
                     tracing::warn!("restart {id}: {e}");
                 } else if let Ok(c) = engine.find_container(&id) {
                     engine.container_event(&c, "restart");
@@ -205,6 +244,7 @@ impl Engine {
     ) -> Result<bool> {
         let mut c = self.find_container(name)?;
         c.manually_stopped = true;
+        reset_backoff(&c.id);
         if c.state.restarting {
             c.state.restarting = false;
             c.state.status = "exited".into();
@@ -333,6 +373,7 @@ impl Engine {
         }
         let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
         self.db.delete("containers", "id", &c.id)?;
+        reset_backoff(&c.id);
         self.container_event(&c, "destroy");
         self.live
             .with(&c.id, |l| l.changed.send_modify(|v| *v += 1));
@@ -360,6 +401,7 @@ impl Engine {
                 if c.state.running && ShimClient::connect(&state_dir).await.is_ok() {
                     self.republish_ports(&c).await;
                     self.spawn_monitor(c.id.clone());
+                    self.spawn_health(&c);
                     continue;
                 }
                 if c.state.restarting {
@@ -380,11 +422,10 @@ impl Engine {
                 .as_ref()
                 .map(|p| p.name.as_str())
                 .unwrap_or("");
-            if !c.state.running
-                && !c.manually_stopped
-                && (policy == "always" || policy == "unless-stopped")
-                && c.state.status == "exited"
-            {
+            // As in Docker, a daemon start brings back `always` containers even when a
+            // user stopped them; `unless-stopped` ones only when nobody did.
+            let wanted = policy == "always" || (policy == "unless-stopped" && !c.manually_stopped);
+            if !c.state.running && wanted && c.state.status == "exited" {
                 let _ = self.start_container(&c.id).await;
             }
         }
