@@ -208,7 +208,13 @@ impl Engine {
             }
             c.mounted = false;
         }
-        let _ = std::fs::remove_dir_all(self.state_dir(&c.id));
+        let state_dir = self.state_dir(&c.id);
+        // An exited container's shim lingers for late waiters; retire it now, or on its way
+        // out it would unlink the socket of the next run's shim in the same directory.
+        if let Ok(client) = ShimClient::connect(&state_dir).await {
+            let _ = client.shutdown().await;
+        }
+        let _ = std::fs::remove_dir_all(&state_dir);
     }
 
     /// Sends `signal` to a running container.
@@ -347,7 +353,13 @@ impl Engine {
         force: bool,
         volumes: bool,
     ) -> Result<()> {
-        let c = self.find_container(name)?;
+        let mut c = self.find_container(name)?;
+        if force {
+            // No restart policy may bring it back while it goes.
+            c.manually_stopped = true;
+            reset_backoff(&c.id);
+            self.save_container(&c)?;
+        }
         if c.state.running && !c.state.restarting {
             if !force {
                 return Err(EngineError::conflict(format!(
@@ -355,8 +367,21 @@ impl Engine {
                     c.name
                 )));
             }
-            if let Ok(client) = ShimClient::connect(&self.state_dir(&c.id)).await {
-                let _ = client.kill(libc::SIGKILL).await;
+            match ShimClient::connect(&self.state_dir(&c.id)).await {
+                Ok(client) => {
+                    let _ = client.kill(libc::SIGKILL).await;
+                }
+                Err(_) => {
+                    // No shim to learn the exit from: end the process and record it here.
+                    if c.state.pid > 0 {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(c.state.pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    let status = berth_runtime::read_exit(&self.state_dir(&c.id));
+                    Box::pin(self.on_exit(&c.id, status)).await;
+                }
             }
             self.wait_container(&c.id, WaitCondition::NotRunning)
                 .await?;

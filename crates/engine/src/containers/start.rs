@@ -30,7 +30,18 @@ pub fn parse_size(s: &str) -> Option<u64> {
 impl Engine {
     /// Starts a created or exited container. Starting a running one is a no-op that
     /// returns `Ok(false)` (the api answers 304), otherwise `Ok(true)`.
+    /// A start by a user (not by a restart policy) sets RestartCount back to 0, as Docker's
+    /// does.
     pub async fn start_container(self: &Arc<Self>, name: &str) -> Result<bool> {
+        self.start_container_as(name, true).await
+    }
+
+    /// Starts a container; `by_user` is false for restarts made by the restart policy.
+    pub(crate) async fn start_container_as(
+        self: &Arc<Self>,
+        name: &str,
+        by_user: bool,
+    ) -> Result<bool> {
         let c = self.find_container(name)?;
         let op = self.live.with(&c.id, |l| l.op.clone());
         let _guard = op.lock().await;
@@ -39,6 +50,9 @@ impl Engine {
             return Ok(false);
         }
         c.manually_stopped = false;
+        if by_user {
+            c.restart_count = 0;
+        }
         match self.start_locked(&mut c).await {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -295,6 +309,23 @@ impl Engine {
                 permissions: perms,
             });
         }
+        if hc.init == Some(true) {
+            let init = find_init_binary().ok_or_else(|| {
+                EngineError::invalid(format!(
+                    "--init needs an init binary: none of {} exists (install Debian's tini)",
+                    INIT_CANDIDATES.join(", ")
+                ))
+            })?;
+            o.mounts.push(MountSpec {
+                destination: INIT_PATH.into(),
+                source: init.display().to_string(),
+                kind: "bind".into(),
+                options: vec!["bind".into(), "ro".into(), "rprivate".into()],
+            });
+            let mut args = vec![INIT_PATH.to_string(), "--".to_string()];
+            args.append(&mut o.args);
+            o.args = args;
+        }
         let (mounts, points) = self.user_mounts(c)?;
         o.mounts.extend(mounts);
         c.mounts = points;
@@ -362,6 +393,25 @@ impl Engine {
             berth_runtime::RuntimeKind::Builtin
         }
     }
+}
+
+/// Where `--init` puts the init inside the container (Docker's path).
+const INIT_PATH: &str = "/sbin/docker-init";
+
+/// Static init binaries on the host, tried in order (tini's static build first: the
+/// container may lack the libc a dynamic one needs).
+const INIT_CANDIDATES: [&str; 3] = [
+    "/usr/bin/tini-static",
+    "/usr/bin/docker-init",
+    "/usr/libexec/docker/docker-init",
+];
+
+/// The host's init binary for `--init`, if any.
+fn find_init_binary() -> Option<PathBuf> {
+    INIT_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 /// `rootfs` joined with an absolute in-container path, refusing `..` components.
