@@ -2,32 +2,41 @@
 # and a dockerd on their own sockets and data roots. Source it; call bench_setup.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-B=/tmp/berth-bench
+# Each run gets its own directory, sockets, bridge and registry port, so two benchmarks
+# started at once do not stop each other's daemons.
+TAG=$$
+B=${BENCH_DIR:-/tmp/berth-bench-$TAG}
 BERTH_SOCK=$B/berth.sock
 DOCKER_SOCK=$B/docker.sock
-REG_PORT=${REG_PORT:-5556}
+REG_PORT=${REG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
 REG=127.0.0.1:$REG_PORT
 IMG=$REG/busybox:bench
 
 bench_cleanup() {
+  for H in "unix://$BERTH_SOCK" "unix://$DOCKER_SOCK"; do
+    ids=$(docker -H "$H" ps -aq 2>/dev/null || true)
+    [ -n "$ids" ] && docker -H "$H" rm -f $ids >/dev/null 2>&1 || true
+  done
   for f in "$B"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   sleep 1
+  nft delete table ip "berth_bench_$TAG" 2>/dev/null || true
+  ip link del "bb$TAG" 2>/dev/null || true
 }
+trap bench_cleanup EXIT
 
 bench_setup() {
   command -v dockerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
   bash "$ROOT/scripts/install-deps.sh" >/dev/null
   (cd "$ROOT" && cargo build --release --bins -q)
-  bench_cleanup
   rm -rf "$B"; mkdir -p "$B"
   printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/reg}}\nhttp: {addr: %s}\n' "$B" "$REG" > "$B/reg.yml"
   docker-registry serve "$B/reg.yml" >/dev/null 2>&1 & echo $! > "$B/reg.pid"
   for _ in $(seq 50); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
   bash "$ROOT/tests/fixtures/make-image.sh" "$IMG"
   BERTH_SHIM=$ROOT/target/release/berth-shim "$ROOT/target/release/berthd" -H "unix://$BERTH_SOCK" \
-    --data-root "$B/berth-data" --exec-root /run/berth-bench --bridge berthb0 --bip 10.199.0.0/24 \
-    --nft-table berth_bench >"$B/berthd.log" 2>&1 & echo $! > "$B/berthd.pid"
-  dockerd -H "unix://$DOCKER_SOCK" --data-root "$B/docker-data" --exec-root /run/docker-bench \
+    --data-root "$B/berth-data" --exec-root "/run/berth-bench-$TAG" --bridge "bb$TAG" \
+    --bip "10.199.$((TAG % 200)).0/24" --nft-table "berth_bench_$TAG" >"$B/berthd.log" 2>&1 & echo $! > "$B/berthd.pid"
+  dockerd -H "unix://$DOCKER_SOCK" --data-root "$B/docker-data" --exec-root "/run/docker-bench-$TAG" \
     --pidfile "$B/dockerd.pidfile" --bridge none --iptables=false --insecure-registry "$REG" \
     >"$B/dockerd.log" 2>&1 & echo $! > "$B/dockerd.pid"
   for s in "$BERTH_SOCK" "$DOCKER_SOCK"; do
