@@ -193,16 +193,13 @@ pub async fn logs(
                 .map_err(|_| ApiError::bad_request(format!("invalid tail: {n}")))?,
         ),
     };
-    let mut stdout = flag(&q, "stdout", false);
-    let mut stderr = flag(&q, "stderr", false);
+    let neither = !q.contains_key("stdout") && !q.contains_key("stderr");
+    let stdout = neither || flag(&q, "stdout", false);
+    let stderr = neither || flag(&q, "stderr", false);
     if !stdout && !stderr {
         return Err(ApiError::bad_request(
             "Bad parameters: you must choose at least one stream",
         ));
-    }
-    if q.get("stdout").is_none() && q.get("stderr").is_none() {
-        stdout = true;
-        stderr = true;
     }
     let opts = LogsOptions {
         stdout,

@@ -18,6 +18,9 @@ pub mod archive;
 pub mod import;
 pub use import::ImportOptions;
 
+/// Image id -> the names (tags or repo digests) pointing at it.
+type RefMap = BTreeMap<String, Vec<String>>;
+
 /// What the engine stores for each image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -100,7 +103,7 @@ impl Engine {
                     .filter(|i| i.id["sha256:".len()..].starts_with(hexpart))
                     .collect();
                 if matches.len() == 1 {
-                    return Ok(matches.into_iter().next().ok_or_else(missing)?);
+                    return matches.into_iter().next().ok_or_else(missing);
                 }
             }
         }
@@ -120,9 +123,7 @@ impl Engine {
     }
 
     /// The tags and repo digests pointing at each image id.
-    fn refs_by_image(
-        &self,
-    ) -> Result<(BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>)> {
+    fn refs_by_image(&self) -> Result<(RefMap, RefMap)> {
         let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, id) in self.db.all_refs("tags")? {
             tags.entry(id).or_default().push(name);

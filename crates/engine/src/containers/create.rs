@@ -290,6 +290,27 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// `POST /containers/{id}/rename`.
+    pub fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {
+        let mut c = self.find_container(name)?;
+        let new_name = new_name.trim_start_matches('/');
+        if !names::valid_name(new_name) {
+            return Err(EngineError::invalid(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let old = std::mem::replace(&mut c.name, new_name.to_string());
+        self.save_container(&c)?;
+        self.container_event_with(
+            &c,
+            "rename",
+            BTreeMap::from([("oldName".to_string(), format!("/{old}"))]),
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,26 +345,5 @@ mod tests {
             merged.env,
             Some(vec!["PATH=/bin".into(), "A=2".into(), "B=3".into()])
         );
-    }
-}
-
-impl Engine {
-    /// `POST /containers/{id}/rename`.
-    pub fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {
-        let mut c = self.find_container(name)?;
-        let new_name = new_name.trim_start_matches('/');
-        if !names::valid_name(new_name) {
-            return Err(EngineError::invalid(format!(
-                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-            )));
-        }
-        let old = std::mem::replace(&mut c.name, new_name.to_string());
-        self.save_container(&c)?;
-        self.container_event_with(
-            &c,
-            "rename",
-            BTreeMap::from([("oldName".to_string(), format!("/{old}"))]),
-        );
-        Ok(())
     }
 }
