@@ -746,3 +746,50 @@ CMD ["id -u; id -g; id -un; pwd; echo $GREETING $TARGET; cat /app/*.txt; cat /ap
     );
     dockerd.docker_ok(&["rmi", &name]);
 }
+
+#[test]
+fn scratch_images_exec_form_run_proxy_args_and_pull() {
+    let d = Daemon::start();
+    let df = format!(
+        r#"FROM scratch
+COPY --from={base} /bin/busybox /bin/busybox
+ADD --chmod=0700 tool.sh /tool.sh
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox echo proxy=$HTTP_PROXY > /proxy.txt"]
+ENTRYPOINT ["/bin/busybox"]
+CMD ["cat", "/proxy.txt"]
+"#,
+        base = base()
+    );
+    let ctx = context(&[
+        ("Dockerfile", &df),
+        ("tool.sh", "#!/bin/busybox sh\necho tool\n"),
+    ]);
+    let out = build_ok(
+        &d,
+        &[
+            "--pull",
+            "--build-arg",
+            "HTTP_PROXY=http://proxy.invalid:3128",
+            "-t",
+            "scratchy:1",
+            ctx.path().to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("Successfully tagged scratchy:1"), "{out}");
+    assert_eq!(run(&d, &["scratchy:1"]), "proxy=http://proxy.invalid:3128");
+    assert_eq!(
+        run(&d, &["scratchy:1", "stat", "-c", "%a", "/tool.sh"]),
+        "700"
+    );
+    // Proxy args are not recorded in the image's history (Docker keeps them out).
+    let history = d.docker_ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "scratchy:1",
+    ]);
+    assert!(!history.contains("proxy.invalid"), "{history}");
+    // Only the COPY, ADD and RUN made layers.
+    assert_eq!(inspect(&d, "{{len .RootFS.Layers}}", "scratchy:1"), "3");
+}

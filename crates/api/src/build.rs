@@ -10,7 +10,6 @@ use axum::Json;
 use berth_engine::Engine;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
@@ -59,31 +58,31 @@ pub async fn build(
             "remote build contexts are not supported",
         ));
     }
-    let dir = engine.config().data_root.join("tmp");
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::bad_request(format!("tmp dir: {e}")))?;
-    let path = dir.join(format!("context-{}.tar", berth_engine::names::new_id()));
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("context file: {e}")))?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("reading build context: {e}")))?;
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("writing build context: {e}")))?;
-    }
-    file.flush()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("writing build context: {e}")))?;
-    drop(file);
+    // The body feeds the context unpacker as it arrives (no spool file).
+    let (chunks, reader) = berth_engine::build_host::ChannelReader::new();
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let mut open = true;
+        while let Some(chunk) = stream.next().await {
+            let item =
+                chunk.map_err(|e| std::io::Error::other(format!("reading build context: {e}")));
+            let failed = item.is_err();
+            // Once the unpacker is done (the tar's end blocks), the rest is read and
+            // dropped so the client can finish sending.
+            if open && chunks.send(item).await.is_err() {
+                open = false;
+            }
+            if failed {
+                break;
+            }
+        }
+    });
     let (tx, rx) = mpsc::unbounded_channel::<Value>();
     tokio::spawn(async move {
-        if let Err(e) = engine.build_image(path.clone(), opts, tx.clone()).await {
+        if let Err(e) = engine.build_image(reader, opts, tx.clone()).await {
             let msg = e.to_string();
             let _ = tx.send(json!({"errorDetail": {"message": msg}, "error": msg}));
         }
-        let _ = std::fs::remove_file(&path);
     });
     Ok(crate::stream::json_lines(rx))
 }

@@ -582,7 +582,7 @@ impl Engine {
     /// messages. Returns the image id. A failed build leaves no work snapshot mounted.
     pub async fn build_image(
         self: &Arc<Self>,
-        context_tar: PathBuf,
+        context_tar: impl std::io::Read + Send + 'static,
         opts: berth_build::BuildOptions,
         progress: UnboundedSender<Value>,
     ) -> Result<String, EngineError> {
@@ -590,9 +590,8 @@ impl Engine {
         std::fs::create_dir_all(&parent)?;
         let dockerfile = opts.dockerfile.clone();
         let ctx = tokio::task::spawn_blocking(move || {
-            let f = std::fs::File::open(&context_tar)?;
             berth_build::BuildContext::from_tar(
-                std::io::BufReader::new(f),
+                std::io::BufReader::with_capacity(1 << 16, context_tar),
                 &dockerfile,
                 Some(&parent),
             )
@@ -620,7 +619,8 @@ impl Engine {
         });
         let result = builder.build(ctx.path(), opts, tx).await;
         let _ = forward.await;
-        drop(ctx);
+        // Removing the unpacked context can take a while; the client need not wait for it.
+        tokio::task::spawn_blocking(move || drop(ctx));
         let result = result.map_err(|e| EngineError::invalid(e.to_string()))?;
         let _ = progress.send(serde_json::json!({"aux": {"ID": result.image_id}}));
         if quiet {
@@ -628,5 +628,46 @@ impl Engine {
             let _ = progress.send(serde_json::json!({"stream": format!("{}\n", result.image_id)}));
         }
         Ok(result.image_id)
+    }
+}
+
+/// A blocking [`std::io::Read`] over chunks sent through a channel: lets the build context
+/// be unpacked while the HTTP body is still arriving, without spooling it to a file.
+/// Read it from a blocking thread only.
+pub struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    buf: bytes::Bytes,
+}
+
+impl ChannelReader {
+    /// A reader and the sender that feeds it; dropping the sender ends the stream, sending
+    /// an error makes the next read fail with it.
+    pub fn new() -> (
+        tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        ChannelReader,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        (
+            tx,
+            ChannelReader {
+                rx,
+                buf: bytes::Bytes::new(),
+            },
+        )
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.buf = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf.split_to(n));
+        Ok(n)
     }
 }
