@@ -54,3 +54,10 @@ compare "cold (--no-cache)" "$N" 'docker -H $H build -q --no-cache -t benchapp $
 compare "cached (no change)" "$N" 'docker -H $H build -q -t benchapp $CTX'
 compare "one copied file changed" "$N" 'date +%s%N > $CTX/config/stamp; docker -H $H build -q -t benchapp $CTX'
 bench_cleanup
+# Whatever did not stop on SIGTERM within 10 s is killed, and dockerd's data-root mount goes.
+for f in "$B"/*.pid; do
+  p=$(cat "$f" 2>/dev/null) || continue
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$p" 2>/dev/null || true
+done
+umount "$B/docker-data" 2>/dev/null || true
