@@ -96,5 +96,7 @@ async fn main() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("berthd stopping; containers keep running");
-    Ok(())
+    // Exit at once: the runtime would otherwise wait for blocking tasks such as
+    // followed logs, and the shims keep every container running anyway.
+    std::process::exit(0)
 }

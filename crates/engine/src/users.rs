@@ -86,6 +86,10 @@ pub fn resolve_user(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<R
     for g in group_add {
         additional.push(find_group(g)?);
     }
+    // Like runc under dockerd, the primary group is also a supplementary group.
+    if !additional.contains(&gid) {
+        additional.insert(0, gid);
+    }
     Ok(ResolvedUser {
         uid,
         gid,
@@ -115,7 +119,7 @@ mod tests {
         let u = resolve_user(dir.path(), "web", &[]).unwrap();
         assert_eq!(
             (u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()),
-            (1000, 1001, vec![2000], "/home/web")
+            (1000, 1001, vec![1001, 2000], "/home/web")
         );
         let u = resolve_user(dir.path(), "1234:extra", &[]).unwrap();
         assert_eq!((u.uid, u.gid), (1234, 2000));
