@@ -68,6 +68,11 @@ fn host_ip(s: &str) -> Result<Option<Ipv4Addr>> {
         .map_err(|_| EngineError::invalid(format!("invalid host IP for a published port: {s}")))
 }
 
+/// Addresses handed out but possibly not yet recorded: network id -> container id -> address.
+static RESERVED_IPS: std::sync::Mutex<
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Ipv4Addr>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 impl Engine {
     /// Makes sure the built-in networks exist in the DB.
     pub(crate) fn ensure_builtin_networks(&self) -> Result<()> {
@@ -214,11 +219,24 @@ impl Engine {
                     .map_err(|_| EngineError::invalid(format!("invalid IPv4 address: {s}")))
             })
             .transpose()?;
-        let used = self.used_ips(net, &c.id)?;
-        let ip = Ipam::allocate(&spec.subnet, spec.gateway, &used, requested).kind_ctx(
-            ErrorKind::InvalidArgument,
-            format!("address on network {}", net.name),
-        )?;
+        let ip = {
+            // Containers started concurrently (docker-compose starts replicas in parallel)
+            // are not yet recorded as running: reserve each address until teardown.
+            let mut reserved = RESERVED_IPS.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = reserved.entry(net.id.clone()).or_default();
+            let mut used = self.used_ips(net, &c.id)?;
+            used.extend(
+                mine.iter()
+                    .filter(|(id, _)| **id != c.id)
+                    .map(|(_, ip)| *ip),
+            );
+            let ip = Ipam::allocate(&spec.subnet, spec.gateway, &used, requested).kind_ctx(
+                ErrorKind::InvalidArgument,
+                format!("address on network {}", net.name),
+            )?;
+            mine.insert(c.id.clone(), ip);
+            ip
+        };
         let endpoint = self
             .net
             .connect(&spec, ns, ifname, ip, None)
@@ -366,6 +384,12 @@ impl Engine {
 
     /// Undoes [`Engine::connect_networks`]; errors are logged, never returned.
     pub(crate) async fn teardown_network(&self, c: &mut ContainerRecord) {
+        {
+            let mut reserved = RESERVED_IPS.lock().unwrap_or_else(|e| e.into_inner());
+            for per_net in reserved.values_mut() {
+                per_net.remove(&c.id);
+            }
+        }
         if let Err(e) = self.net.unpublish(&c.id).await {
             tracing::warn!("unpublish ports of {}: {e}", c.id);
         }
@@ -582,7 +606,7 @@ impl Engine {
     /// `GET /networks/{id}` in Docker's shape, with the containers attached.
     pub fn inspect_network(&self, name: &str) -> Result<Value> {
         let n = self.find_network(name)?;
-        Ok(self.network_json(&n)?)
+        self.network_json(&n)
     }
 
     fn network_json(&self, n: &NetworkRecord) -> Result<Value> {
@@ -609,7 +633,10 @@ impl Engine {
             json!([{"Subnet": n.subnet, "Gateway": n.gateway}])
         };
         let mut options = n.options.clone();
-        if !n.bridge.is_empty() {
+        // Like dockerd, only the default network reports its bridge name; user networks show
+        // the options they were created with (docker-compose recreates a network whose
+        // options differ from its file).
+        if !n.bridge.is_empty() && n.name == "bridge" {
             options.insert("com.docker.network.bridge.name".into(), n.bridge.clone());
         }
         Ok(json!({
