@@ -294,13 +294,22 @@ impl Networking {
         // Hairpin: with br_netfilter loaded (Docker loads it), a container
         // reaching its own published port is DNATed inside the bridge and
         // sent back out of the port it came in on.
+        // When /sys belongs to another network namespace (a daemon started with
+        // `nsenter --net`), the port is not visible there: go on without hairpin.
         let hairpin = format!("/sys/class/net/{}/brport/hairpin_mode", endpoint.host_veth);
         if let Err(source) = std::fs::write(&hairpin, "1") {
-            let _ = delete_link(&self.handle, &endpoint.host_veth).await;
-            return Err(NetworkError::Sysctl {
-                path: hairpin.into(),
-                source,
-            });
+            if source.kind() == io::ErrorKind::NotFound {
+                tracing::warn!(
+                    "hairpin mode not set on {}: {hairpin} not visible",
+                    endpoint.host_veth
+                );
+            } else {
+                let _ = delete_link(&self.handle, &endpoint.host_veth).await;
+                return Err(NetworkError::Sysctl {
+                    path: hairpin.into(),
+                    source,
+                });
+            }
         }
         wait_forwarding(&endpoint.host_veth).await;
         Ok(endpoint)
