@@ -14,8 +14,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "installing what Berth needs (Debian packages) and building it"
 bash scripts/install-deps.sh
-cargo build --release --bins -q
-BIN=$PWD/target/release
+PROFILE=${BERTH_PROFILE:-release}   # BERTH_PROFILE=debug reuses a debug build
+if [ "$PROFILE" = release ]; then cargo build --release --bins -q; else cargo build --bins -q; fi
+BIN=$PWD/target/$PROFILE
 
 say "starting a local registry on $REG"
 mkdir -p "$DEMO/registry"
