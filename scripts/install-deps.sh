@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(libseccomp-dev pkg-config docker-registry skopeo umoci busybox-static runc
       nftables iproute2 iptables docker-compose debootstrap curl apache2-utils jq
-      python3 wrk hyperfine procps psmisc)
+      python3 wrk hyperfine procps psmisc tini)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

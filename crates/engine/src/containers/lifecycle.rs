@@ -162,22 +162,7 @@ impl Engine {
         }
         if restart {
             let delay = next_backoff(&c);
-            let engine = Arc::clone(self);
-            let id = id.to_string();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let Ok(cur) = engine.find_container(&id) else {
-                    return;
-                };
-                if !cur.state.restarting || cur.manually_stopped {
-                    return;
-                }
-                if let Err(e) = engine.start_container_as(&id, false).await {
-                    tracing::warn!("restart {id}: {e}");
-                } else if let Ok(c) = engine.find_container(&id) {
-                    engine.container_event(&c, "restart");
-                }
-            });
+            self.restart_after(id.to_string(), delay);
         }
     }
 
@@ -379,8 +364,8 @@ impl Engine {
                             nix::sys::signal::Signal::SIGKILL,
                         );
                     }
-                    let status = berth_runtime::read_exit(&self.state_dir(&c.id));
-                    Box::pin(self.on_exit(&c.id, status)).await;
+                    // The monitor finds no shim and records the last exit it left.
+                    self.spawn_monitor(c.id.clone());
                 }
             }
             self.wait_container(&c.id, WaitCondition::NotRunning)

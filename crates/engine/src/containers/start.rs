@@ -44,7 +44,7 @@ impl Engine {
     ) -> Result<bool> {
         let c = self.find_container(name)?;
         let op = self.live.with(&c.id, |l| l.op.clone());
-        let _guard = op.lock().await;
+        let guard = op.lock().await;
         let mut c = self.find_container(&c.id)?;
         if c.state.running {
             return Ok(false);
@@ -67,9 +67,42 @@ impl Engine {
                     c.state.status = "exited".into();
                 }
                 let _ = self.save_container(&c);
+                // As in Docker, `--rm` also covers a start that failed: the client waits
+                // for the removal.
+                if c.host_config.auto_remove {
+                    drop(guard);
+                    let rm: std::pin::Pin<
+                        Box<dyn std::future::Future<Output = Result<()>> + Send + '_>,
+                    > = Box::pin(self.remove_container(&c.id, true, true));
+                    if let Err(rm) = rm.await {
+                        tracing::warn!("auto-remove {} after failed start: {rm}", c.id);
+                    }
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Starts container `id` again after `delay`, for its restart policy, unless a user
+    /// stopped or removed it meanwhile.
+    pub(crate) fn restart_after(self: &Arc<Self>, id: String, delay: std::time::Duration) {
+        let engine = Arc::clone(self);
+        let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let Ok(cur) = engine.find_container(&id) else {
+                    return;
+                };
+                if !cur.state.restarting || cur.manually_stopped {
+                    return;
+                }
+                if let Err(e) = engine.start_container_as(&id, false).await {
+                    tracing::warn!("restart {id}: {e}");
+                } else if let Ok(c) = engine.find_container(&id) {
+                    engine.container_event(&c, "restart");
+                }
+            });
+        tokio::spawn(task);
     }
 
     /// The body of start; the caller holds the container's op lock and cleans up on error.
