@@ -133,6 +133,12 @@ impl Engine {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "default".into();
         }
+        // Like dockerd, record the default log driver so inspect shows it.
+        let log = host_config.log_config.get_or_insert_with(Default::default);
+        if log.kind.is_empty() {
+            log.kind = "json-file".into();
+        }
+        log.config.get_or_insert_with(Default::default);
         let runtime = if host_config.runtime.is_empty() {
             self.cfg.default_runtime.clone()
         } else {
