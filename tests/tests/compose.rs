@@ -32,7 +32,11 @@ volumes:
 }
 
 fn write_project(dir: &Path, image: &str, web_port: &str) {
-    std::fs::write(dir.join("docker-compose.yml"), compose_file(image, web_port)).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        compose_file(image, web_port),
+    )
+    .unwrap();
 }
 
 /// Runs the real docker-compose in `dir` against the daemon.
@@ -74,7 +78,10 @@ fn bc_ok(d: &Daemon, dir: &Path, project: &str, args: &[&str]) -> String {
 fn poll(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -110,14 +117,25 @@ fn web_answers(d: &Daemon, project: &str, n: usize) -> BTreeSet<String> {
     for i in 1..=n {
         let name = format!("{project}_web_{i}");
         let port = d.docker_ok(&["port", &name, "80/tcp"]);
-        let port = port.lines().next().unwrap().rsplit(':').next().unwrap().to_owned();
+        let port = port
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
         let hostname = d.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", &name]);
         let mut got = String::new();
         poll(&format!("{name} serving on {port}"), || {
             got = curl(&port).unwrap_or_default();
             !got.is_empty()
         });
-        assert_eq!(got, format!("hello from {hostname}"), "{name} on port {port}");
+        assert_eq!(
+            got,
+            format!("hello from {hostname}"),
+            "{name} on port {port}"
+        );
         answers.insert(got);
     }
     answers
@@ -140,7 +158,10 @@ fn docker_compose_up_scale_exec_restart_down() {
     let p = format!("dc{}", common::unique());
 
     dc_ok(&d, dir.path(), &p, &["up", "-d"]);
-    assert_eq!(names(&d, &p), vec![format!("{p}_client_1"), format!("{p}_web_1")]);
+    assert_eq!(
+        names(&d, &p),
+        vec![format!("{p}_client_1"), format!("{p}_web_1")]
+    );
     dc_ok(&d, dir.path(), &p, &["up", "-d", "--scale", "web=3"]);
     assert_eq!(names(&d, &p).len(), 4);
     assert_eq!(web_answers(&d, &p, 3).len(), 3, "three distinct replicas");
@@ -155,7 +176,12 @@ fn docker_compose_up_scale_exec_restart_down() {
     poll("client logs show answers from web", || {
         dc_ok(&d, dir.path(), &p, &["logs", "--no-color", "client"]).contains("hello from")
     });
-    let served = dc_ok(&d, dir.path(), &p, &["exec", "-T", "web", "cat", "/www/index.html"]);
+    let served = dc_ok(
+        &d,
+        dir.path(),
+        &p,
+        &["exec", "-T", "web", "cat", "/www/index.html"],
+    );
     assert!(served.starts_with("hello from"), "{served}");
 
     // Known engine bug: after `docker-compose restart` (parallel restarts through API
@@ -163,7 +189,11 @@ fn docker_compose_up_scale_exec_restart_down() {
     // do not. Opt in with BERTH_TEST_COMPOSE_RESTART=1 until the engine is fixed.
     if std::env::var_os("BERTH_TEST_COMPOSE_RESTART").is_some() {
         dc_ok(&d, dir.path(), &p, &["restart"]);
-        assert_eq!(web_answers(&d, &p, 3).len(), 3, "replicas serve after restart");
+        assert_eq!(
+            web_answers(&d, &p, 3).len(),
+            3,
+            "replicas serve after restart"
+        );
     }
 
     dc_ok(&d, dir.path(), &p, &["down", "-v"]);
@@ -179,8 +209,16 @@ fn berth_compose_up_scale_logs_down() {
     let p = format!("bc{}", common::unique());
 
     bc_ok(&d, dir.path(), &p, &["up", "-d"]);
-    assert_eq!(names(&d, &p), vec![format!("{p}_client_1"), format!("{p}_web_1")]);
-    let labels = d.docker_ok(&["inspect", "-f", "{{json .Config.Labels}}", &format!("{p}_web_1")]);
+    assert_eq!(
+        names(&d, &p),
+        vec![format!("{p}_client_1"), format!("{p}_web_1")]
+    );
+    let labels = d.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Labels}}",
+        &format!("{p}_web_1"),
+    ]);
     let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
     assert_eq!(labels["com.docker.compose.project"], p.as_str());
     assert_eq!(labels["com.docker.compose.service"], "web");
@@ -194,11 +232,15 @@ fn berth_compose_up_scale_logs_down() {
 
     poll("client reaches web by name", || {
         let logs = bc_ok(&d, dir.path(), &p, &["logs", "client"]);
-        logs.lines().any(|l| l.starts_with(&format!("{p}_client_1 | hello from")))
+        logs.lines()
+            .any(|l| l.starts_with(&format!("{p}_client_1 | hello from")))
     });
 
     bc_ok(&d, dir.path(), &p, &["scale", "web=1"]);
-    assert_eq!(names(&d, &p), vec![format!("{p}_client_1"), format!("{p}_web_1")]);
+    assert_eq!(
+        names(&d, &p),
+        vec![format!("{p}_client_1"), format!("{p}_web_1")]
+    );
     bc_ok(&d, dir.path(), &p, &["scale", "web=2"]);
     assert_eq!(names(&d, &p).len(), 3);
     assert_eq!(web_answers(&d, &p, 2).len(), 2);
@@ -220,7 +262,11 @@ fn berth_compose_bad_input_leaves_nothing_running() {
         let (_, err) = text(&out);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(want), "{args:?}: {err}");
-        assert!(names(&d, &p).is_empty(), "{args:?} left {:?}", names(&d, &p));
+        assert!(
+            names(&d, &p).is_empty(),
+            "{args:?} left {:?}",
+            names(&d, &p)
+        );
     };
     fail(&["up", "-d", "nope"], "no such service: nope");
     fail(&["up", "-d", "--scale", "nope=2"], "no such service: nope");
@@ -235,7 +281,10 @@ fn berth_compose_bad_input_leaves_nothing_running() {
     // A service whose image cannot be pulled: the error names it and no replica is left.
     let broken = compose_file(&image, "80").replace(
         &format!("  client:\n    image: {image}"),
-        &format!("  client:\n    image: {}/no-such-image:1", shared_registry().addr()),
+        &format!(
+            "  client:\n    image: {}/no-such-image:1",
+            shared_registry().addr()
+        ),
     );
     std::fs::write(dir.path().join("docker-compose.yml"), broken).unwrap();
     fail(&["up", "-d"], "no-such-image");

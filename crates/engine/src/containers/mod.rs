@@ -5,22 +5,22 @@
 //! (who waits for a state change, attach streams waiting for a start, per-container
 //! operation locks) lives in the [`LiveTable`].
 
+pub mod archive;
 pub mod attach;
+pub mod changes;
+pub mod commit;
 pub mod create;
 pub mod exec;
+pub mod health;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod mounts;
-pub mod start;
 pub mod pause;
-pub mod top;
+pub mod start;
 pub mod stats;
-pub mod changes;
-pub mod archive;
-pub mod commit;
+pub mod top;
 pub mod update;
-pub mod health;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
