@@ -20,7 +20,13 @@ pub fn root() -> PathBuf {
 
 /// A built binary of the workspace (cargo test builds them for us).
 pub fn bin(name: &str) -> PathBuf {
-    let p = root().join("target/debug").join(name);
+    // The test binary lives in <target>/debug/deps; the workspace binaries beside it in
+    // <target>/debug, wherever CARGO_TARGET_DIR put the target dir.
+    let debug = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().and_then(|d| d.parent()).map(Path::to_path_buf))
+        .unwrap_or_else(|| root().join("target/debug"));
+    let p = debug.join(name);
     assert!(
         p.exists(),
         "{} not built: run cargo build first",
