@@ -500,11 +500,14 @@ fn cache_reuse_invalidation_restart_prune_and_df() {
     assert_eq!(run(&d, &["c:5"]), "1\n22");
 }
 
+/// A failing build: its Dockerfile, extra context files, and what the error must say.
+type BadCase<'a> = (String, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+
 #[test]
 fn bad_input_fails_clearly_and_leaves_nothing_behind() {
     let d = Daemon::start();
     let b = base();
-    let cases: Vec<(String, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             format!("FROM {b}\nRUN true\nNOTANINSTRUCTION foo\n"),
             vec![],
