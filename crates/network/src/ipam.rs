@@ -181,8 +181,8 @@ fn candidates() -> impl Iterator<Item = Ipv4Net> {
     a.chain(b)
 }
 
-/// The host's IPv4 routes from `/proc/net/route`, excluding default routes and
-/// routes on Berth's own bridges (`berth*`, `br-*`), which the engine tracks.
+/// The host's IPv4 routes from `/proc/net/route`, excluding default routes. Routes of
+/// Berth bridges count too: they may belong to another daemon on this host.
 pub fn host_routes() -> Vec<Ipv4Net> {
     let Ok(text) = std::fs::read_to_string("/proc/net/route") else {
         return Vec::new();
@@ -195,10 +195,7 @@ fn parse_proc_route(text: &str) -> Vec<Ipv4Net> {
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let (dev, dst, mask) = (f.first()?, f.get(1)?, f.get(7)?);
-            if dev.starts_with("berth") || dev.starts_with("br-") {
-                return None;
-            }
+            let (dst, mask) = (f.get(1)?, f.get(7)?);
             let dst = u32::from_str_radix(dst, 16).ok()?;
             let mask = u32::from_str_radix(mask, 16).ok()?;
             // /proc/net/route prints addresses in host (little-endian) order.
@@ -313,7 +310,12 @@ mod tests {
                     eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                     eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
                     berth0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
-        assert_eq!(parse_proc_route(text), vec![net("192.0.2.0/24")]);
+        // Every bridge counts, ours included: another daemon's networks (a second berthd,
+        // leftovers) must not be handed out again.
+        assert_eq!(
+            parse_proc_route(text),
+            vec![net("192.0.2.0/24"), net("172.17.0.0/16")]
+        );
     }
 
     #[test]
