@@ -174,8 +174,7 @@ pub async fn resize(
     Path(id): Path<String>,
     Query(q): Query<Q>,
 ) -> ApiResult<StatusCode> {
-    let h = int(&q, "h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
-    let w = int(&q, "w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let (h, w) = crate::params::tty_size(&q)?;
     engine.resize_container(&id, h, w).await?;
     Ok(StatusCode::OK)
 }

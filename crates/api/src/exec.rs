@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::containers::parse_json;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{int, Query as Q};
+use crate::params::Query as Q;
 use crate::stream;
 
 /// `POST /containers/{id}/exec`.
@@ -76,8 +76,7 @@ pub async fn resize(
     Path(id): Path<String>,
     Query(q): Query<Q>,
 ) -> ApiResult<StatusCode> {
-    let h = int(&q, "h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
-    let w = int(&q, "w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let (h, w) = crate::params::tty_size(&q)?;
     engine.resize_exec(&id, h, w).await?;
     Ok(StatusCode::OK)
 }

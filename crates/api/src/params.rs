@@ -57,3 +57,9 @@ pub fn unix_time(q: &Query, key: &str) -> Option<f64> {
         .filter(|v| !v.is_empty())
         .and_then(|v| v.parse::<f64>().ok())
 }
+
+/// The `h` and `w` parameters of a resize request, clamped to a terminal's range.
+pub fn tty_size(q: &Query) -> Result<(u16, u16), ApiError> {
+    let clamp = |v: Option<i64>| v.unwrap_or(0).clamp(0, i64::from(u16::MAX)) as u16;
+    Ok((clamp(int(q, "h")?), clamp(int(q, "w")?)))
+}
