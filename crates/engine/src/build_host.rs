@@ -476,7 +476,7 @@ fn commit_blocking(e: &Engine, work: &WorkRoot) -> Result<Layer, HostError> {
     let file = std::fs::File::create(&tmp).map_err(failed)?;
     let mut gz =
         flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
-    let applied = crate::layer_diff::write_layer(&upper, &mut gz).map_err(host_err)?;
+    let applied = berth_image::diff::write_layer(&upper, &mut gz).map_err(failed)?;
     let mut inner = gz.finish().map_err(failed)?;
     inner.flush().map_err(failed)?;
     drop(inner);
@@ -517,43 +517,10 @@ pub(crate) fn import_file(
     store: &berth_content::ContentStore,
     path: &std::path::Path,
 ) -> Result<Digest, EngineError> {
-    use sha2::Digest as _;
-    use std::io::Read;
-    let mut hasher = sha2::Sha256::new();
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let digest: Digest = format!("sha256:{}", hex::encode(hasher.finalize()))
-        .parse()
-        .map_err(|e| EngineError::internal(format!("digest: {e}")))?;
-    if store.has(&digest) {
-        return Ok(digest);
-    }
-    let mut ingest = store
-        .ingest(&digest)
-        .map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
-    ingest
-        .reset()
-        .map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
-    let mut f = std::fs::File::open(path)?;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ingest
-            .write_all(&buf[..n])
-            .map_err(|e| EngineError::internal(format!("ingest {digest}: {e}")))?;
-    }
-    ingest
-        .commit(None)
-        .map_err(|e| EngineError::internal(format!("commit {digest}: {e}")))?;
+    let file = std::fs::File::open(path)?;
+    let (digest, _) = store
+        .write_stream(std::io::BufReader::new(file))
+        .map_err(|e| EngineError::internal(format!("store {}: {e}", path.display())))?;
     Ok(digest)
 }
 

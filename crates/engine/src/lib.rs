@@ -14,7 +14,6 @@ pub mod dns;
 pub mod error;
 pub mod events;
 pub mod images;
-pub mod layer_diff;
 pub mod model;
 pub mod names;
 pub mod networking;

@@ -252,7 +252,8 @@ impl Engine {
                 std::io::BufWriter::new(file),
                 flate2::Compression::fast(),
             );
-            let written = crate::layer_diff::write_layer(&upper, &mut gz)?;
+            let written = berth_image::diff::write_layer(&upper, &mut gz)
+                .ctx(format!("layer of {}", upper.display()))?;
             let mut inner = gz.finish().ctx(format!("write {}", tmp.display()))?;
             inner.flush().ctx(format!("write {}", tmp.display()))?;
             drop(inner);
