@@ -90,6 +90,6 @@ pub async fn build(
 /// `POST /build/prune`: drops the build cache records; answers the ids removed (Docker's
 /// `CachesDeleted` is a list) and the space reclaimed.
 pub async fn prune(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Value>> {
-    let (ids, space) = engine.prune_build_cache_ids()?;
+    let (ids, space) = engine.prune_build_cache()?;
     Ok(Json(json!({"CachesDeleted": ids, "SpaceReclaimed": space})))
 }

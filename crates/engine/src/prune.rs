@@ -13,8 +13,9 @@ use crate::volumes::dir_size;
 use crate::Engine;
 
 impl Engine {
-    /// Removes build cache records and the snapshots only they kept alive.
-    pub fn prune_build_cache(&self) -> Result<(usize, u64)> {
+    /// Removes build cache records and the snapshots only they kept alive. Returns the
+    /// short ids of the records removed (12 hex of their key) and the bytes reclaimed.
+    pub fn prune_build_cache(&self) -> Result<(Vec<String>, u64)> {
         let keys: Vec<String> = {
             let conn = self.db.lock();
             let mut stmt = conn.prepare("SELECT key FROM build_cache")?;
@@ -22,7 +23,7 @@ impl Engine {
             rows.collect::<Result<Vec<_>, _>>()?
         };
         let mut space = 0;
-        let mut n = 0;
+        let mut ids = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(chain) = key.strip_prefix("layer:") {
                 if !self.db.chain_in_use(chain)? && self.snaps.exists(chain) {
@@ -31,9 +32,10 @@ impl Engine {
                 }
             }
             self.db.delete("build_cache", "key", &key)?;
-            n += 1;
+            let hex = key.rsplit(':').next().unwrap_or(&key);
+            ids.push(hex[..12.min(hex.len())].to_string());
         }
-        Ok((n, space))
+        Ok((ids, space))
     }
 
     /// `POST /containers/prune`: removes every stopped container.
