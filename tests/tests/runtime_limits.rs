@@ -15,22 +15,8 @@ both_runtimes!(
     cgroup_limits_are_visible_inside,
     memory_limit_ends_in_an_oom_kill,
     ulimits_and_shm_size,
+    a_fork_bomb_is_contained_by_pids_limit,
 );
-
-// Not yet reliable: busybox sh exits when a fork fails, so the bomb may be gone before its
-// pids cgroup is read. Run with --ignored.
-mod fork_bomb {
-    #[test]
-    #[ignore]
-    fn builtin() {
-        super::a_fork_bomb_is_contained_by_pids_limit("berth");
-    }
-    #[test]
-    #[ignore]
-    fn runc() {
-        super::a_fork_bomb_is_contained_by_pids_limit("runc");
-    }
-}
 
 /// Runs `sh -c script` in a fresh container with `flags`, returning its stdout.
 fn run_sh(d: &Daemon, rt: &str, img: &str, flags: &[&str], script: &str) -> String {
@@ -163,60 +149,136 @@ fn memory_limit_ends_in_an_oom_kill(rt: &str) {
     );
 }
 
-fn a_fork_bomb_is_contained_by_pids_limit(rt: &str) {
-    let d = Daemon::start();
-    let img = d.pull("busybox:1");
-    // A shell forking sleepers forever: forks start failing once 20 tasks exist.
-    let id = d.docker_ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        rt,
-        "--pids-limit",
-        "20",
-        &img,
-        "sh",
-        "-c",
-        "while true; do sleep 1000 & done 2>/dev/null",
-    ]);
-    // The container's pids cgroup, from its init's membership.
-    let pid = d.docker_ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+/// The host path of a running container's pids cgroup (v1 controller dir or v2 unified dir),
+/// found from its init's membership.
+fn pids_cgroup(d: &Daemon, name: &str) -> std::path::PathBuf {
+    let pid = d.docker_ok(&["inspect", "-f", "{{.State.Pid}}", name]);
     let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let base = membership
+    let v1 = membership
         .lines()
-        .find_map(|l| {
-            l.split_once(":pids:")
-                .map(|(_, p)| format!("/sys/fs/cgroup/pids{p}/pids"))
-        })
-        .unwrap_or_else(|| {
+        .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()));
+    match v1 {
+        Some(p) => std::path::PathBuf::from(format!("/sys/fs/cgroup/pids{p}")),
+        None => {
             let p = membership
                 .lines()
                 .find_map(|l| l.strip_prefix("0::"))
                 .unwrap();
-            format!("/sys/fs/cgroup{p}/pids")
-        });
+            std::path::PathBuf::from(format!("/sys/fs/cgroup{p}"))
+        }
+    }
+}
+
+/// Polls `f` until it holds, failing after a generous deadline.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A fork bomb in a subshell: busybox sh gives up (the subshell exits) on the first failed
+/// fork, so the line after it runs only once forking has failed inside the container.
+const BOMB: &str = "( while :; do sleep 100000 & done ) 2>/dev/null; echo forks-failed";
+
+fn a_fork_bomb_is_contained_by_pids_limit(rt: &str) {
+    let d = Daemon::start();
+    let img = d.pull("busybox:1");
+    // 1. The bomb hits the limit; the shell (under --init, so the dead are reaped) then
+    //    kills the sleepers with the kill builtin (no fork needed) and stays up.
+    let script = format!("{BOMB}; kill -9 -1; echo cleared; exec sleep 100000");
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        rt,
+        "--name",
+        "bomb",
+        "--init",
+        "--pids-limit",
+        "32",
+        &img,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let cg = pids_cgroup(&d, "bomb");
     let read = |f: &str| {
-        std::fs::read_to_string(format!("{base}.{f}"))
+        std::fs::read_to_string(cg.join(f))
             .unwrap()
             .trim()
             .to_string()
     };
-    assert_eq!(read("max"), "20");
-    let start = std::time::Instant::now();
-    while read("current") != "20" {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "{}",
-            read("current")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    // The host still forks fine, and the bomb goes away with its container.
+    assert_eq!(read("pids.max"), "32");
+    eventually("the bomb to be stopped by the limit", || {
+        d.docker_ok(&["logs", "bomb"]).contains("cleared")
+    });
+    // The kernel refused forks in the container's cgroup, and the host still forks fine.
+    let failed: u64 = read("pids.events")
+        .strip_prefix("max ")
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(failed > 0, "no fork was refused");
     assert!(std::process::Command::new("true")
         .status()
         .unwrap()
         .success());
-    d.docker_ok(&["rm", "-f", &id]);
+    // Once the sleepers are gone the container answers exec again.
+    eventually("exec into the container", || {
+        d.docker(&["exec", "bomb", "echo", "alive"])
+            .status
+            .success()
+    });
+    d.docker_ok(&["rm", "-f", "bomb"]);
+
+    // 2. A container still full of processes goes away at once and completely with rm -f.
+    let script = format!("{BOMB}; exec sleep 100000");
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        rt,
+        "--name",
+        "full",
+        "--pids-limit",
+        "32",
+        &img,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let cg = pids_cgroup(&d, "full");
+    eventually("the bomb to fill the container", || {
+        d.docker_ok(&["logs", "full"]).contains("forks-failed")
+    });
+    let tasks: Vec<String> = std::fs::read_to_string(cg.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(tasks.len() >= 30, "{tasks:?}");
+    d.docker_ok(&["rm", "-f", "full"]);
+    for t in &tasks {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{t}")).exists() || zombie_or_gone(t),
+            "{t} survived rm -f"
+        );
+    }
+    assert!(!cg.exists(), "{} left behind", cg.display());
+}
+
+/// True if `pid` no longer runs (a zombie waiting for a reaper counts as gone).
+fn zombie_or_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => true,
+    }
 }
 
 fn ulimits_and_shm_size(rt: &str) {
