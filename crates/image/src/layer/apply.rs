@@ -36,7 +36,7 @@ pub fn apply_layer(reader: impl Read, dest: &Path) -> Result<AppliedLayer, Layer
         })?
         .into();
     let mut stream = Hashing::new(decompress(reader)?);
-    let mut dir_times: Vec<(Vec<Vec<u8>>, u64)> = Vec::new();
+    let mut dir_times: Vec<(Vec<Vec<u8>>, Timespec)> = Vec::new();
     {
         let mut archive = tar::Archive::new(&mut stream);
         let entries = archive.entries().map_err(LayerError::Read)?;
@@ -93,11 +93,7 @@ fn normalize(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-fn times(mtime: u64) -> Timestamps {
-    let t = Timespec {
-        tv_sec: mtime.min(i64::MAX as u64) as i64,
-        tv_nsec: 0,
-    };
+fn times(t: Timespec) -> Timestamps {
     Timestamps {
         last_access: t,
         last_modification: t,
@@ -108,8 +104,57 @@ struct Meta {
     uid: Uid,
     gid: Gid,
     mode: Mode,
-    mtime: u64,
+    mtime: Timespec,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Parses a PAX time (`secs[.fraction]`, possibly negative) to the nanosecond, as Go's
+/// archive/tar (and so dockerd) reads it; `None` when it is not a number.
+fn pax_time(v: &[u8]) -> Option<Timespec> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nsec: i64 = digits.parse().ok()?;
+    Some(if !neg {
+        Timespec {
+            tv_sec: secs,
+            tv_nsec: nsec as _,
+        }
+    } else if nsec == 0 {
+        Timespec {
+            tv_sec: -secs,
+            tv_nsec: 0,
+        }
+    } else {
+        Timespec {
+            tv_sec: -secs - 1,
+            tv_nsec: (1_000_000_000 - nsec) as _,
+        }
+    })
+}
+
+fn pax_id(v: &[u8], what: &str) -> OpResult<u32> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&x| x != u32::MAX)
+        .ok_or_else(|| {
+            OpError::Unsafe(format!(
+                "invalid pax {what} {:?}",
+                String::from_utf8_lossy(v)
+            ))
+        })
 }
 
 fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> OpResult<Meta> {
@@ -121,10 +166,14 @@ fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> OpResult<Meta> {
             .filter(|&x| x != u32::MAX)
             .ok_or_else(|| OpError::Unsafe(format!("invalid {what} {v}")))
     };
-    let uid = id(h.uid(), "uid")?;
-    let gid = id(h.gid(), "gid")?;
+    let mut uid = id(h.uid(), "uid")?;
+    let mut gid = id(h.gid(), "gid")?;
     let mode = h.mode().map_err(|e| OpError::Io("read header", e))? & 0o7777;
-    let mtime = h.mtime().map_err(|e| OpError::Io("read header", e))?;
+    let secs = h.mtime().map_err(|e| OpError::Io("read header", e))?;
+    let mut mtime = Timespec {
+        tv_sec: secs.min(i64::MAX as u64) as i64,
+        tv_nsec: 0,
+    };
     let mut xattrs = Vec::new();
     if let Some(exts) = entry
         .pax_extensions()
@@ -132,6 +181,13 @@ fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> OpResult<Meta> {
     {
         for ext in exts {
             let ext = ext.map_err(|e| OpError::Io("read pax header", e))?;
+            // PAX records override the ustar fields (Go's archive/tar does the same).
+            match ext.key_bytes() {
+                b"mtime" => mtime = pax_time(ext.value_bytes()).unwrap_or(mtime),
+                b"uid" => uid = pax_id(ext.value_bytes(), "uid")?,
+                b"gid" => gid = pax_id(ext.value_bytes(), "gid")?,
+                _ => {}
+            }
             if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
                 // overlay's own attributes must not come from a layer
                 if !name.starts_with(b"trusted.overlay.") {
@@ -153,7 +209,7 @@ fn apply_entry<R: Read>(
     root: &OwnedFd,
     entry: &mut tar::Entry<'_, R>,
     comps: &[Vec<u8>],
-    dir_times: &mut Vec<(Vec<Vec<u8>>, u64)>,
+    dir_times: &mut Vec<(Vec<Vec<u8>>, Timespec)>,
 ) -> OpResult<()> {
     let kind = entry.header().entry_type();
     let Some((name, parents)) = comps.split_last() else {
@@ -341,4 +397,25 @@ fn set_at_meta(parent: &OwnedFd, name: &[u8], m: &Meta, chmod: bool) -> OpResult
     rustix::fs::utimensat(parent, os(name), &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(io("set times"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod pax_tests {
+    use super::*;
+
+    #[test]
+    fn pax_times_parse_to_the_nanosecond() {
+        let t = pax_time(b"1600000003.123456789").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (1600000003, 123456789));
+        let t = pax_time(b"12.5").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (12, 500_000_000));
+        let t = pax_time(b"7").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (7, 0));
+        let t = pax_time(b"-1.25").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (-2, 750_000_000));
+        assert!(pax_time(b"x1").is_none());
+        assert!(pax_time(b"").is_none());
+        assert!(pax_id(b"70000", "uid").is_ok());
+        assert!(pax_id(b"nope", "uid").is_err());
+    }
 }
