@@ -121,8 +121,7 @@ fn image_network_and_volume_events() {
     d.docker_ok(&["run", "--rm", "--network", &net, &img, "true"]);
     d.docker_ok(&["network", "rm", &net]);
     let evs = events(&d, &since, &["type=network", &format!("network={net}")]);
-    // Docker also sends connect/disconnect when a container on the network starts and
-    // stops; berth does not yet (networking area), so only these two are checked.
+    // connect/disconnect come between; see a_container_connects_to_its_networks_...
     let acts = actions(&evs);
     assert_eq!(acts.first().map(String::as_str), Some("create"), "{evs:?}");
     assert_eq!(acts.last().map(String::as_str), Some("destroy"), "{evs:?}");
@@ -137,4 +136,99 @@ fn image_network_and_volume_events() {
     assert_eq!(actions(&evs), ["create", "destroy"], "{evs:?}");
     assert_eq!(evs[0]["Actor"]["ID"], vol.as_str());
     assert_eq!(evs[0]["Actor"]["Attributes"]["driver"], "local");
+}
+
+#[test]
+fn a_container_connects_to_its_networks_and_mounts_its_volumes() {
+    let d = Daemon::start();
+    let img = d.pull("busybox:1");
+    let since = format!("{:.3}", now() - 0.5);
+    let net = format!("jnet{}", unique());
+    let vol = format!("jvol{}", unique());
+    let net_id = d.docker_ok(&["network", "create", &net]);
+    d.docker_ok(&["volume", "create", &vol]);
+    let mount = format!("{vol}:/data");
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "joiner",
+        "--network",
+        &net,
+        "-v",
+        &mount,
+        "-v",
+        "/anon",
+        &img,
+        "true",
+    ]);
+    let id = d.docker_ok(&["inspect", "-f", "{{.Id}}", "joiner"]);
+    let anon = d.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{if eq .Destination \"/anon\"}}{{.Name}}{{end}}{{end}}",
+        "joiner",
+    ]);
+    // Network events: Actor.ID the network, attributes container, name, type (the driver).
+    let evs = events(&d, &since, &["type=network", &format!("network={net}")]);
+    assert_eq!(
+        actions(&evs),
+        ["create", "connect", "disconnect"],
+        "{evs:?}"
+    );
+    for e in &evs[1..] {
+        assert_eq!(e["Actor"]["ID"], net_id.as_str());
+        let a = &e["Actor"]["Attributes"];
+        assert_eq!(a["container"], id.as_str());
+        assert_eq!(a["name"], net.as_str());
+        assert_eq!(a["type"], "bridge");
+    }
+    // Volume events: mount (with destination, propagation, read/write) and unmount.
+    let evs = events(&d, &since, &["type=volume", &format!("volume={vol}")]);
+    assert_eq!(actions(&evs), ["create", "mount", "unmount"], "{evs:?}");
+    let m = &evs[1]["Actor"]["Attributes"];
+    assert_eq!(m["container"], id.as_str());
+    assert_eq!(m["destination"], "/data");
+    assert_eq!(m["driver"], "local");
+    assert_eq!(m["read/write"], "true");
+    assert_eq!(m["propagation"], "");
+    let u = &evs[2]["Actor"]["Attributes"];
+    assert_eq!(u["container"], id.as_str());
+    assert_eq!(u["driver"], "local");
+    let evs = events(&d, &since, &["type=volume", &format!("volume={anon}")]);
+    assert_eq!(actions(&evs), ["create", "mount", "unmount"], "{evs:?}");
+    // The order around the container's own events is Docker's: connect and mount before
+    // start, disconnect and unmount after die.
+    let evs = events(&d, &since, &[]);
+    let seq: Vec<String> = evs
+        .iter()
+        .filter(|e| {
+            e["Actor"]["ID"] == id.as_str() || e["Actor"]["Attributes"]["container"] == id.as_str()
+        })
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["Type"].as_str().unwrap(),
+                e["Action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let pos = |s: &str| {
+        seq.iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} in {seq:?}"))
+    };
+    assert!(pos("network connect") < pos("container start"), "{seq:?}");
+    assert!(pos("volume mount") < pos("container start"), "{seq:?}");
+    assert!(pos("container die") < pos("network disconnect"), "{seq:?}");
+    assert!(pos("container die") < pos("volume unmount"), "{seq:?}");
+    // The built-in networks: `none` has type null, `host` type host.
+    for (mode, kind) in [("none", "null"), ("host", "host")] {
+        let since = format!("{:.3}", now() - 0.5);
+        d.docker_ok(&["run", "--rm", "--network", mode, &img, "true"]);
+        let evs = events(&d, &since, &["type=network", &format!("network={mode}")]);
+        assert_eq!(actions(&evs), ["connect", "disconnect"], "{evs:?}");
+        assert_eq!(evs[0]["Actor"]["Attributes"]["type"], kind);
+    }
+    d.docker_ok(&["rm", "joiner"]);
+    d.docker_ok(&["network", "rm", &net]);
 }

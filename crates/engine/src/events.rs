@@ -7,6 +7,9 @@ use std::sync::Mutex;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::model::{ContainerRecord, MountPoint};
+use crate::Engine;
+
 const HISTORY: usize = 1024;
 
 /// One event as Docker's API shows it.
@@ -108,5 +111,83 @@ impl EventBus {
         };
         let rx = self.tx.subscribe();
         (h.iter().cloned().collect(), rx)
+    }
+}
+
+/// The networks a running container is joined to, as (id, name, driver) for their events:
+/// the `host` or `none` network for those modes, none for `container:X`, else each network
+/// on which it holds an endpoint.
+fn joined_networks(engine: &Engine, c: &ContainerRecord) -> Vec<(String, String, String)> {
+    let mode = c.host_config.network_mode.as_str();
+    let names: Vec<String> = match mode {
+        "host" | "none" => vec![mode.to_string()],
+        m if m.starts_with("container:") => Vec::new(),
+        _ => c
+            .networks
+            .iter()
+            .filter(|(_, ep)| !ep.endpoint_id.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect(),
+    };
+    names
+        .iter()
+        .filter_map(|n| engine.find_network(n).ok())
+        .map(|n| (n.id, n.name, n.driver))
+        .collect()
+}
+
+/// The network and volume events of one container joining (`true`, at start) or leaving
+/// (`false`, after it died).
+pub(crate) struct JoinEvents {
+    networks: Vec<(String, String, String)>,
+    volumes: Vec<MountPoint>,
+    container: String,
+}
+
+impl JoinEvents {
+    /// What `c` is joined to now (call before its endpoints are torn down).
+    pub(crate) fn of(engine: &Engine, c: &ContainerRecord) -> Self {
+        Self {
+            networks: joined_networks(engine, c),
+            volumes: c
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume")
+                .cloned()
+                .collect(),
+            container: c.id.clone(),
+        }
+    }
+
+    /// Publishes Docker's `network connect` + `volume mount` events (`joined`), or
+    /// `network disconnect` + `volume unmount`.
+    pub(crate) fn publish(&self, bus: &EventBus, joined: bool) {
+        let action = if joined { "connect" } else { "disconnect" };
+        for (id, name, driver) in &self.networks {
+            let attrs = BTreeMap::from([
+                ("container".to_string(), self.container.clone()),
+                ("name".to_string(), name.clone()),
+                ("type".to_string(), driver.clone()),
+            ]);
+            bus.publish("network", action, id, attrs);
+        }
+        for m in &self.volumes {
+            let driver = if m.driver.is_empty() {
+                "local".to_string()
+            } else {
+                m.driver.clone()
+            };
+            let mut attrs = BTreeMap::from([
+                ("container".to_string(), self.container.clone()),
+                ("driver".to_string(), driver),
+            ]);
+            if joined {
+                attrs.insert("destination".into(), m.destination.clone());
+                attrs.insert("propagation".into(), m.propagation.clone());
+                attrs.insert("read/write".into(), m.rw.to_string());
+            }
+            let action = if joined { "mount" } else { "unmount" };
+            bus.publish("volume", action, &m.name, attrs);
+        }
     }
 }

@@ -135,6 +135,7 @@ impl Engine {
         if let Some(h) = c.state.health.as_mut() {
             h.status = "unhealthy".into();
         }
+        let joined = crate::events::JoinEvents::of(self, &c);
         self.teardown(&mut c).await;
         if status.oom_killed {
             self.container_event(&c, "oom");
@@ -144,6 +145,7 @@ impl Engine {
             "die",
             BTreeMap::from([("exitCode".to_string(), status.code.to_string())]),
         );
+        joined.publish(&self.events, false);
         let restart = self.should_restart(&c);
         if restart {
             c.state.restarting = true;

@@ -175,6 +175,7 @@ impl Engine {
             });
         }
         self.save_container(c)?;
+        crate::events::JoinEvents::of(self, c).publish(&self.events, true);
         self.container_event(c, "start");
         self.spawn_monitor(c.id.clone());
         self.spawn_health(c);
