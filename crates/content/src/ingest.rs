@@ -83,6 +83,24 @@ impl Ingest {
         self.offset
     }
 
+    /// Reads partial data already received, from `offset` (below
+    /// [`Ingest::offset`]) into `buf`; returns how many bytes were read (0 at
+    /// the end of what is there). Lets a resumed download replay the bytes it
+    /// already has to a second consumer before the network continues.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, ContentError> {
+        let want = usize::try_from(self.offset.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        std::os::unix::fs::FileExt::read_at(&self.file, &mut buf[..want], offset)
+            .map_err(io_err("read", &self.data_path))
+    }
+
+    /// Whether the data received so far hashes to the expected digest (what
+    /// [`Ingest::commit`] will check), without committing.
+    pub fn digest_matches(&self) -> bool {
+        Digest::from_sha256_bytes(&self.hasher.clone().finalize()) == self.expected
+    }
+
     /// Appends `data` to the partial blob.
     pub fn write_all(&mut self, data: &[u8]) -> Result<(), ContentError> {
         self.file

@@ -140,3 +140,30 @@ fn list_and_abort_ingests() {
     assert!(store.list_ingests().unwrap().is_empty());
     assert!(store.list().unwrap().is_empty());
 }
+
+#[test]
+fn ingest_reads_back_its_partial_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path()).unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let d = Digest::sha256_of(&data);
+    {
+        let mut ing = store.ingest(&d).unwrap();
+        ing.write_all(&data[..60_000]).unwrap();
+    }
+    let mut ing = store.ingest(&d).unwrap();
+    let mut back = Vec::new();
+    let mut buf = vec![0u8; 7_000];
+    loop {
+        let n = ing.read_at(back.len() as u64, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        back.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(back, &data[..60_000]);
+    // reading does not move the write position
+    ing.write_all(&data[60_000..]).unwrap();
+    assert_eq!(ing.read_at(99_999, &mut buf).unwrap(), 1);
+    assert_eq!(ing.commit(Some(100_000)).unwrap(), d);
+}

@@ -16,4 +16,7 @@ pub use manifest::{
     choose_platform, parse_manifest, Descriptor, ImageIndex, ImageManifest, Manifest, Platform,
 };
 pub use reference::Reference;
-pub use unpack::{unpack_layers, UnpackError};
+pub use unpack::{
+    commit_extracted, discard_extracted, extract_layer, extract_layer_from_store, unpack_layers,
+    Extracted, UnpackError,
+};

@@ -12,7 +12,8 @@ mod push;
 mod push_image;
 
 pub use auth::Credentials;
+pub use blob::{blob_tee, BlobTee, TeeReader};
 pub use client::{ClientConfig, FetchedManifest, RegistryClient};
 pub use error::RegistryError;
-pub use pull::{pull_to_store, LayerDesc, PullEvent, PulledManifest};
+pub use pull::{fetch_layers, pull_to_store, resolve_image, LayerDesc, PullEvent, PulledManifest};
 pub use push_image::{push_from_store, PushEvent};

@@ -1,12 +1,13 @@
 //! Pulling an image's manifest, config and layers into the content store.
 
 use berth_content::{ContentStore, Digest};
-use berth_image::manifest::{choose_platform, host_platform, Descriptor, Manifest};
+use berth_image::manifest::{choose_platform, host_platform, Manifest};
 use berth_image::{ImageConfig, Reference};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::auth::Credentials;
+use crate::blob::BlobTee;
 use crate::client::{FetchedManifest, RegistryClient};
 use crate::error::RegistryError;
 
@@ -97,16 +98,29 @@ fn store_err(
     }
 }
 
-/// Pulls `r` into `store`: resolves the manifest (an index resolves to this
-/// machine's platform), stores manifest(s) and config, then downloads the
-/// layers concurrently (at most `max_concurrent_downloads`), skipping blobs
-/// already present. Progress goes to `events` (send errors are ignored).
+/// Pulls `r` into `store`: [`resolve_image`], then [`fetch_layers`] without
+/// tees. Progress goes to `events` (send errors are ignored).
 pub async fn pull_to_store(
     client: &RegistryClient,
     store: &ContentStore,
     r: &Reference,
     creds: Option<&Credentials>,
     events: UnboundedSender<PullEvent>,
+) -> Result<PulledManifest, RegistryError> {
+    let pulled = resolve_image(client, store, r, creds, &events).await?;
+    fetch_layers(client, store, r, creds, &pulled, &events, &|_| None).await?;
+    Ok(pulled)
+}
+
+/// Resolves `r`'s manifest (an index resolves to this machine's platform),
+/// stores manifest(s) and config in `store`, checks that the config lists
+/// one diff_id per layer and describes the layers. No layer is downloaded.
+pub async fn resolve_image(
+    client: &RegistryClient,
+    store: &ContentStore,
+    r: &Reference,
+    creds: Option<&Credentials>,
+    events: &UnboundedSender<PullEvent>,
 ) -> Result<PulledManifest, RegistryError> {
     let top = client.get_manifest(r, creds).await?;
     let _ = events.send(PullEvent::Resolved {
@@ -189,8 +203,34 @@ pub async fn pull_to_store(
         })
         .collect();
 
-    let mut todo: Vec<Descriptor> = Vec::new();
-    for l in &manifest.layers {
+    Ok(PulledManifest {
+        repo_digest: top.digest,
+        manifest_digest: fetched.digest,
+        manifest_bytes: fetched.bytes,
+        media_type: fetched.media_type,
+        config_digest,
+        config_bytes,
+        layers,
+    })
+}
+
+/// Downloads the layers of `pulled` into `store` concurrently (at most
+/// `max_concurrent_downloads` at once), skipping blobs already present and
+/// fetching a blob listed twice once. When a layer download starts,
+/// `tee_for` may hand it a [`BlobTee`] to stream that blob's bytes into as
+/// they arrive (see [`RegistryClient::fetch_blob_tee`]). Progress goes to
+/// `events`; the first failure ends the pull with its error.
+pub async fn fetch_layers(
+    client: &RegistryClient,
+    store: &ContentStore,
+    r: &Reference,
+    creds: Option<&Credentials>,
+    pulled: &PulledManifest,
+    events: &UnboundedSender<PullEvent>,
+    tee_for: &(dyn Fn(&LayerDesc) -> Option<BlobTee> + Sync),
+) -> Result<(), RegistryError> {
+    let mut todo: Vec<LayerDesc> = Vec::new();
+    for l in &pulled.layers {
         let id = l.digest.short().to_string();
         if store.has(&l.digest) {
             let _ = events.send(PullEvent::AlreadyExists(id));
@@ -218,8 +258,17 @@ pub async fn pull_to_store(
                     });
                 }
             };
+            let mut tee = tee_for(&l).unwrap_or_else(BlobTee::disabled);
             client
-                .fetch_blob(r, &l.digest, Some(l.size), store, creds, &progress)
+                .fetch_blob_tee(
+                    r,
+                    &l.digest,
+                    Some(l.size),
+                    store,
+                    creds,
+                    &progress,
+                    &mut tee,
+                )
                 .await?;
             let _ = events.send(PullEvent::Verifying(id.clone()));
             let _ = events.send(PullEvent::DownloadComplete(id));
@@ -229,14 +278,5 @@ pub async fn pull_to_store(
     .buffer_unordered(limit)
     .try_collect::<Vec<()>>()
     .await?;
-
-    Ok(PulledManifest {
-        repo_digest: top.digest,
-        manifest_digest: fetched.digest,
-        manifest_bytes: fetched.bytes,
-        media_type: fetched.media_type,
-        config_digest,
-        config_bytes,
-        layers,
-    })
+    Ok(())
 }

@@ -11,4 +11,4 @@ mod mount;
 mod snapshotter;
 
 pub use mount::{mount_all, unmount, Mount, MountError};
-pub use snapshotter::{Kind, SnapshotError, SnapshotInfo, Snapshotter};
+pub use snapshotter::{Kind, SnapshotError, SnapshotInfo, Snapshotter, SCRATCH_PREFIX};

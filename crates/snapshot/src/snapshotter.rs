@@ -68,6 +68,12 @@ pub struct SnapshotInfo {
     pub id: u64,
 }
 
+/// Key prefix of scratch snapshots: an active snapshot whose key starts with
+/// this holds a layer extraction in progress. Nothing else may use it:
+/// [`Snapshotter::open`] removes every such snapshot, since the process that
+/// made it (a daemon killed mid-pull) can no longer commit it.
+pub const SCRATCH_PREFIX: &str = "extract-";
+
 /// A snapshotter rooted at a directory: `<root>/snapshots/<id>/{fs,work}`
 /// plus `<root>/metadata.json`. Safe to share between threads.
 ///
@@ -82,13 +88,27 @@ pub struct Snapshotter {
 
 impl Snapshotter {
     /// Opens (creating if needed) the snapshotter at `root`, removing
-    /// snapshot directories the index does not know (crash leftovers).
+    /// snapshot directories the index does not know and scratch snapshots
+    /// (keys starting with [`SCRATCH_PREFIX`]): both are crash leftovers.
     pub fn open(root: impl AsRef<Path>) -> Result<Snapshotter, SnapshotError> {
         let root = root.as_ref().to_path_buf();
         let snaps = root.join("snapshots");
         fs::create_dir_all(&snaps).map_err(io_err("create directory", &snaps))?;
         let meta = root.join("metadata.json");
-        let index = Index::load(&meta).map_err(io_err("load index", &meta))?;
+        let mut index = Index::load(&meta).map_err(io_err("load index", &meta))?;
+        let scratch: Vec<String> = index
+            .snapshots
+            .iter()
+            .filter(|(k, e)| k.starts_with(SCRATCH_PREFIX) && e.kind == Kind::Active)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !scratch.is_empty() {
+            tracing::info!(keys = ?scratch, "removing unfinished layer extractions");
+            for k in &scratch {
+                index.snapshots.remove(k);
+            }
+            index.save(&meta).map_err(io_err("save index", &meta))?;
+        }
         let known: HashSet<String> = index.snapshots.values().map(|e| e.id.to_string()).collect();
         for entry in fs::read_dir(&snaps).map_err(io_err("read directory", &snaps))? {
             let entry = entry.map_err(io_err("read directory", &snaps))?;
@@ -195,6 +215,54 @@ impl Snapshotter {
             if let Some(old) = old {
                 index.snapshots.insert(key.to_string(), old);
             }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Commits the active snapshot `key` as `name` with `parent` (a committed
+    /// snapshot, or none) as its parent instead of the one it was prepared
+    /// on. For layer extraction: a layer is applied into a parentless key
+    /// while its parent may still be extracting, and placed on its parent
+    /// here. Only valid when `key`'s own directory holds a diff (overlay
+    /// whiteouts and opaque markers) rather than a full tree.
+    pub fn commit_on(
+        &self,
+        name: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<(), SnapshotError> {
+        let mut index = self.lock();
+        if index.snapshots.contains_key(name) {
+            return Err(SnapshotError::AlreadyExists(name.to_string()));
+        }
+        if let Some(p) = parent {
+            match index.snapshots.get(p) {
+                None => return Err(SnapshotError::NotFound(p.to_string())),
+                Some(e) if e.kind != Kind::Committed => {
+                    return Err(SnapshotError::NotCommitted(p.to_string()))
+                }
+                Some(_) => {}
+            }
+        }
+        let old = index
+            .snapshots
+            .get(key)
+            .cloned()
+            .ok_or_else(|| SnapshotError::NotFound(key.to_string()))?;
+        if old.kind != Kind::Active {
+            return Err(SnapshotError::NotActive(key.to_string()));
+        }
+        let entry = Entry {
+            id: old.id,
+            kind: Kind::Committed,
+            parent: parent.map(str::to_string),
+        };
+        index.snapshots.remove(key);
+        index.snapshots.insert(name.to_string(), entry);
+        if let Err(e) = self.save(&index) {
+            index.snapshots.remove(name);
+            index.snapshots.insert(key.to_string(), old);
             return Err(e);
         }
         Ok(())

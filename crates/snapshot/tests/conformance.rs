@@ -227,3 +227,57 @@ fn deep_chain_beyond_one_page_of_options() {
     }
     assert!(s.upper_dir("top").unwrap().join("new").exists());
 }
+
+#[test]
+fn scratch_extractions_are_removed_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir;
+    {
+        let s = Snapshotter::open(tmp.path()).unwrap();
+        s.prepare("extract-00ff", None).unwrap();
+        dir = s.upper_dir("extract-00ff").unwrap();
+        fs::write(dir.join("half"), b"x").unwrap();
+        s.prepare("keep", None).unwrap();
+    }
+    let s = Snapshotter::open(tmp.path()).unwrap();
+    assert!(!s.exists("extract-00ff"));
+    assert!(s.exists("keep"));
+    assert!(!dir.exists(), "the scratch directory is gone");
+}
+
+#[test]
+fn commit_on_places_a_parentless_diff_on_a_parent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Snapshotter::open(tmp.path()).unwrap();
+    // The child is extracted before its parent is committed.
+    s.prepare("extract-child", None).unwrap();
+    let up = s.upper_dir("extract-child").unwrap();
+    fs::write(up.join("top"), b"child").unwrap();
+    whiteout(&up.join("gone"));
+    s.prepare("extract-base", None).unwrap();
+    let up = s.upper_dir("extract-base").unwrap();
+    fs::write(up.join("gone"), b"base").unwrap();
+    fs::write(up.join("kept"), b"base").unwrap();
+    assert!(matches!(
+        s.commit_on("C", "extract-child", Some("B")),
+        Err(SnapshotError::NotFound(_))
+    ));
+    s.commit_on("B", "extract-base", None).unwrap();
+    s.commit_on("C", "extract-child", Some("B")).unwrap();
+    assert_eq!(s.parent("C").unwrap().as_deref(), Some("B"));
+    assert_eq!(s.stat("C").unwrap().kind, Kind::Committed);
+    assert!(!s.exists("extract-child"));
+    s.view("v", Some("C")).unwrap();
+    let target = tmp.path().join("mnt");
+    fs::create_dir_all(&target).unwrap();
+    let m = mount_at(&s, "v", &target);
+    assert_eq!(fs::read(target.join("top")).unwrap(), b"child");
+    assert_eq!(fs::read(target.join("kept")).unwrap(), b"base");
+    assert!(!target.join("gone").exists());
+    drop(m);
+    s.remove("v").unwrap();
+    assert!(matches!(
+        s.commit_on("D", "C", None),
+        Err(SnapshotError::NotActive(_))
+    ));
+}
