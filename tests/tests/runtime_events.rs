@@ -5,6 +5,18 @@ mod common;
 use common::*;
 use serde_json::Value;
 
+macro_rules! both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
+        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
+    };
+}
+
+both_runtimes!(
+    container_events_carry_dockers_schema_and_filter,
+    a_container_connects_to_its_networks_and_mounts_its_volumes,
+);
+
 /// The events between `since` and now matching `filters`, as JSON objects.
 fn events(d: &Daemon, since: &str, filters: &[&str]) -> Vec<Value> {
     let until = format!("{:.3}", now() + 0.5);
@@ -39,13 +51,14 @@ fn actions(evs: &[Value]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn container_events_carry_dockers_schema_and_filter() {
+fn container_events_carry_dockers_schema_and_filter(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     let since = format!("{:.3}", now() - 0.5);
     d.docker(&[
         "run",
+        "--runtime",
+        rt,
         "--name",
         "ev1",
         "--label",
@@ -55,7 +68,16 @@ fn container_events_carry_dockers_schema_and_filter() {
         "-c",
         "exit 3",
     ]);
-    d.docker_ok(&["run", "--rm", "--name", "ev2", &img, "true"]);
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "--name",
+        "ev2",
+        &img,
+        "true",
+    ]);
     let evs = events(&d, &since, &["container=ev1"]);
     let acts = actions(&evs);
     for a in ["create", "start", "die"] {
@@ -138,8 +160,7 @@ fn image_network_and_volume_events() {
     assert_eq!(evs[0]["Actor"]["Attributes"]["driver"], "local");
 }
 
-#[test]
-fn a_container_connects_to_its_networks_and_mounts_its_volumes() {
+fn a_container_connects_to_its_networks_and_mounts_its_volumes(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     let since = format!("{:.3}", now() - 0.5);
@@ -150,6 +171,8 @@ fn a_container_connects_to_its_networks_and_mounts_its_volumes() {
     let mount = format!("{vol}:/data");
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "--name",
         "joiner",
         "--network",
@@ -224,7 +247,16 @@ fn a_container_connects_to_its_networks_and_mounts_its_volumes() {
     // The built-in networks: `none` has type null, `host` type host.
     for (mode, kind) in [("none", "null"), ("host", "host")] {
         let since = format!("{:.3}", now() - 0.5);
-        d.docker_ok(&["run", "--rm", "--network", mode, &img, "true"]);
+        d.docker_ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            rt,
+            "--network",
+            mode,
+            &img,
+            "true",
+        ]);
         let evs = events(&d, &since, &["type=network", &format!("network={mode}")]);
         assert_eq!(actions(&evs), ["connect", "disconnect"], "{evs:?}");
         assert_eq!(evs[0]["Actor"]["Attributes"]["type"], kind);
