@@ -89,3 +89,65 @@ fn layer_trees_match_dockerd() {
         panic!("trees differ\nonly dockerd: {only_docker:#?}\nonly berthd: {only_berth:#?}");
     }
 }
+
+/// The tags the registry at `addr` lists for `repo`, sorted.
+fn registry_tags(addr: &str, repo: &str) -> Vec<String> {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://{addr}/v2/{repo}/tags/list")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tags/list of {repo}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut tags: Vec<String> = v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    tags.sort();
+    tags
+}
+
+#[test]
+fn push_all_tags_pushes_every_local_tag() {
+    let d = Daemon::start();
+    let one = d.pull("busybox:1");
+    let two = d.pull("busybox:v2s2");
+    let reg = Registry::start();
+    let repo = format!("{}/allt", reg.addr());
+    for (src, tag) in [(&one, "a"), (&one, "b"), (&two, "c")] {
+        d.docker_ok(&["tag", src, &format!("{repo}:{tag}")]);
+    }
+    // Another repository's tag must not go along.
+    d.docker_ok(&["tag", &one, &format!("{}/other:x", reg.addr())]);
+
+    let out = d.docker_ok(&["push", "--all-tags", &repo]);
+    for tag in ["a", "b", "c"] {
+        assert!(out.contains(&format!("{tag}: digest: sha256:")), "{out}");
+    }
+    assert_eq!(registry_tags(&reg.addr(), "allt"), ["a", "b", "c"]);
+    assert!(!out.contains("other"), "{out}");
+
+    // berth push -a does the same, and a second push sends no layer again.
+    let brepo = format!("{}/berthall", reg.addr());
+    for tag in ["v1", "v2"] {
+        d.docker_ok(&["tag", &one, &format!("{brepo}:{tag}")]);
+    }
+    d.berth_ok(&["push", "-a", &brepo]);
+    assert_eq!(registry_tags(&reg.addr(), "berthall"), ["v1", "v2"]);
+    let again = d.docker_ok(&["push", "-a", &brepo]);
+    assert!(!again.contains("Pushed"), "{again}");
+
+    // A repository without local tags is a clear error, and so is a tag with -a.
+    let out = d.docker(&["push", "-a", &format!("{}/nothing", reg.addr())]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("does not exist locally"),
+        "{}",
+        text(&out).1
+    );
+    let out = d.berth(&["push", "-a", &format!("{repo}:a")]);
+    assert!(!out.status.success(), "{:?}", text(&out));
+}

@@ -104,6 +104,15 @@ fn split_name(rest: &str, verbs: &[&str]) -> (String, String) {
     (rest.to_string(), String::new())
 }
 
+/// Whether an image name carries a tag or digest (a `:` after the last `/`, or `@`).
+fn has_tag(name: &str) -> bool {
+    name.contains('@')
+        || name
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+}
+
 /// `GET /images/{name}/json|history|get`.
 pub async fn get_dispatch(
     State(engine): State<Arc<Engine>>,
@@ -140,17 +149,35 @@ pub async fn post_dispatch(
             Ok(axum::http::StatusCode::CREATED.into_response())
         }
         "push" => {
+            // No tag (`docker push --all-tags`) pushes every local tag of the repository,
+            // unless the name carries its own tag.
             let tag = q.get("tag").cloned().unwrap_or_default();
+            let all_tags = tag.is_empty() && !has_tag(&name);
             let reference = if tag.is_empty() {
                 name
             } else {
                 format!("{name}:{tag}")
             };
             let creds = registry_auth(&headers);
-            engine.find_image(&reference)?;
+            if all_tags {
+                engine.repository_tags(&reference)?;
+            } else {
+                engine.find_image(&reference)?;
+            }
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(async move {
-                if let Err(e) = engine.push_image(&reference, creds, tx.clone()).await {
+                let result = if all_tags {
+                    engine
+                        .push_all_tags(&reference, creds, tx.clone())
+                        .await
+                        .map(|_| ())
+                } else {
+                    engine
+                        .push_image(&reference, creds, tx.clone())
+                        .await
+                        .map(|_| ())
+                };
+                if let Err(e) = result {
                     let msg = e.to_string();
                     let _ = tx.send(json!({"errorDetail": {"message": msg}, "error": msg}));
                 }

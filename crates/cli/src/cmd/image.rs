@@ -153,6 +153,12 @@ pub struct PushArgs {
 pub async fn push(c: &Client, a: PushArgs) -> CmdResult {
     let (repo, tag, _) = split_ref(&a.image);
     let q = if a.all_tags {
+        if repo != a.image {
+            return Err(CliError::Usage(format!(
+                "tag can't be used with --all-tags/-a: {}",
+                a.image
+            )));
+        }
         String::new()
     } else {
         query(&[("tag", tag)])

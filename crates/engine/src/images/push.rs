@@ -79,6 +79,56 @@ impl Engine {
         Ok(digest)
     }
 
+    /// The local tags of repository `name` (which must carry no tag or digest), sorted; a
+    /// not-found error when there is none.
+    pub fn repository_tags(&self, name: &str) -> Result<Vec<String>> {
+        // The parser fills in `latest`, so look at what was written.
+        let tagged = name.contains('@') || name.rsplit('/').next().is_some_and(|l| l.contains(':'));
+        if tagged {
+            return Err(EngineError::invalid(format!(
+                "tag can't be used with --all-tags/-a: {name}"
+            )));
+        }
+        let r = parse_reference(name)?;
+        let prefix = format!("{}:", r.name());
+        let mut tags: Vec<String> = self
+            .db
+            .all_refs("tags")?
+            .into_iter()
+            .filter_map(|(key, _)| key.strip_prefix(&prefix).map(str::to_string))
+            .filter(|t| !t.contains('/'))
+            .collect();
+        tags.sort();
+        if tags.is_empty() {
+            return Err(EngineError::new(
+                ErrorKind::NotFound,
+                format!("An image does not exist locally with the tag: {}", r.name()),
+            ));
+        }
+        Ok(tags)
+    }
+
+    /// Pushes every local tag of repository `name` (`docker push --all-tags`, and the API's
+    /// push without a tag), one after another in tag order, each with its own progress and
+    /// closing digest line. A name with no local tag is a not-found error; the first failed
+    /// push stops the rest. Returns the pushed `tag => digest` pairs.
+    pub async fn push_all_tags(
+        self: &Arc<Self>,
+        name: &str,
+        creds: Option<Credentials>,
+        progress: Progress,
+    ) -> Result<Vec<(String, String)>> {
+        let tags = self.repository_tags(name)?;
+        let mut pushed = Vec::new();
+        for tag in tags {
+            let digest = self
+                .push_image(&format!("{name}:{tag}"), creds.clone(), progress.clone())
+                .await?;
+            pushed.push((tag, digest));
+        }
+        Ok(pushed)
+    }
+
     /// The digest of a stored manifest for `img`: the pulled or loaded one, or (for built
     /// and imported images) an OCI manifest made from its config and layer blobs, stored
     /// and remembered on the record.
