@@ -15,6 +15,7 @@ macro_rules! both_runtimes {
 both_runtimes!(
     default_confinement_matches_docker,
     capability_and_seccomp_options,
+    a_seccomp_profile_file_is_applied,
     filesystem_options,
     init_reaps_zombies,
 );
@@ -174,4 +175,56 @@ fn init_reaps_zombies(rt: &str) {
             .len(),
         64
     );
+}
+
+fn a_seccomp_profile_file_is_applied(rt: &str) {
+    let d = Daemon::start();
+    let img = d.pull("busybox:1");
+    // The CLI reads the file and sends its JSON; everything but mkdir is allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = run(
+        &d,
+        rt,
+        &img,
+        &["--security-opt", &opt],
+        "touch /tmp/f && echo touched; mkdir /tmp/d",
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout} {stderr}");
+    assert_eq!(stdout.trim(), "touched");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    // inspect keeps the profile the container was created with.
+    let id = d.docker_ok(&[
+        "create",
+        "--runtime",
+        rt,
+        "--security-opt",
+        &opt,
+        &img,
+        "true",
+    ]);
+    let opts = d.docker_ok(&["inspect", "-f", "{{json .HostConfig.SecurityOpt}}", &id]);
+    assert!(opts.contains("SCMP_ACT_ERRNO"), "{opts}");
+    d.docker_ok(&["rm", &id]);
+    // A profile that is not valid JSON is refused before anything runs.
+    std::fs::write(&profile, "{not json").unwrap();
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "--security-opt",
+        &opt,
+        &img,
+        "true",
+    ]);
+    assert!(!out.status.success());
 }
