@@ -127,3 +127,53 @@ fn detach_keys_leave_the_container_running(rt: &str) {
     assert_eq!(running(), "false");
     d.docker_ok(&["rm", "-f", &name]);
 }
+
+#[test]
+fn the_daemon_honours_detach_keys_of_api_clients() {
+    use std::os::unix::net::UnixStream;
+    let d = Daemon::start();
+    let img = d.pull("busybox:1");
+    let name = format!("apiatt{}", unique());
+    d.docker_ok(&["run", "-dit", "--name", &name, &img, "sh"]);
+    let sock = d.host();
+    let mut s = UnixStream::connect(sock.trim_start_matches("unix://")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST /containers/{name}/attach?stream=1&stdin=1&stdout=1&stderr=1&detachKeys=ctrl-x,ctrl-y HTTP/1.1\r\n\
+         Host: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read_until = |s: &mut UnixStream, text: &str, seen: &mut Vec<u8>| {
+        while !String::from_utf8_lossy(seen).contains(text) {
+            let n = s.read(&mut buf).expect("daemon answers in time");
+            assert!(
+                n > 0,
+                "stream ended before {text:?}: {:?}",
+                String::from_utf8_lossy(seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_until(&mut s, "\r\n\r\n", &mut seen);
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 101"));
+    s.write_all(b"echo mark-$((40+2))\n").unwrap();
+    read_until(&mut s, "mark-42", &mut seen);
+    // ctrl-x alone is passed on (and erased by the shell's line editing, ctrl-x is
+    // harmless); ctrl-x ctrl-y detaches: the daemon closes the stream.
+    s.write_all(b"\x18\x19").unwrap();
+    loop {
+        let n = s.read(&mut buf).expect("the daemon ends the session");
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        d.docker_ok(&["inspect", "-f", "{{.State.Running}}", &name]),
+        "true"
+    );
+    assert_eq!(d.docker_ok(&["exec", &name, "echo", "alive"]), "alive");
+    d.docker_ok(&["rm", "-f", &name]);
+}

@@ -158,14 +158,105 @@ pub async fn attach(
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| ApiError::bad_request("attach needs a hijackable connection"))?;
+    let keys = match q.get("detachKeys").filter(|k| !k.is_empty()) {
+        Some(k) => detach_keys(k)?,
+        None => vec![0x10, 0x11],
+    };
     let (c, rx) = engine.attach_container(&id, stdin).await?;
+    // As in Docker, the daemon watches a tty's input for the detach keys.
+    let escapable = c.config.tty && stdin;
     Ok(stream::hijack(
         on_upgrade,
         upgrade_requested,
         c.config.tty,
-        async move { rx.await.ok() },
+        async move {
+            let shim = rx.await.ok()?;
+            if escapable {
+                escape_relay(shim, keys).ok()
+            } else {
+                Some(shim)
+            }
+        },
         async {},
     ))
+}
+
+/// Parses Docker's `--detach-keys` ("ctrl-p,ctrl-q", "ctrl-@", single characters).
+fn detach_keys(spec: &str) -> ApiResult<Vec<u8>> {
+    let bad = || ApiError::bad_request(format!("Invalid escape keys ({spec}) provided"));
+    spec.split(',')
+        .map(|k| match k.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                b @ b'a'..=b'z' => Ok(b - b'a' + 1),
+                b'@' => Ok(0),
+                b @ b'['..=b'_' => Ok(b - b'[' + 27),
+                _ => Err(bad()),
+            },
+            Some(_) => Err(bad()),
+            None if k.len() == 1 => Ok(k.as_bytes()[0]),
+            None => Err(bad()),
+        })
+        .collect()
+}
+
+/// Puts a relay between a client and the shim stream that ends the session (leaving the
+/// container and its stdin alone) once the client types `keys`; a partial match is passed
+/// on as soon as the next byte breaks it. Returns the end the client side should use.
+fn escape_relay(
+    shim: tokio::net::UnixStream,
+    keys: Vec<u8>,
+) -> std::io::Result<tokio::net::UnixStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ours, theirs) = tokio::net::UnixStream::pair()?;
+    tokio::spawn(async move {
+        let (mut shim_r, mut shim_w) = shim.into_split();
+        let (mut ours_r, mut ours_w) = ours.into_split();
+        let output = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut shim_r, &mut ours_w).await;
+            let _ = ours_w.shutdown().await;
+        });
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut matched = 0usize;
+        let detached = loop {
+            let n = match ours_r.read(&mut buf).await {
+                Ok(0) | Err(_) => break false,
+                Ok(n) => n,
+            };
+            let mut pass = Vec::with_capacity(n + matched);
+            let mut hit = false;
+            for &b in &buf[..n] {
+                if b == keys[matched] {
+                    matched += 1;
+                    if matched == keys.len() {
+                        hit = true;
+                        break;
+                    }
+                } else {
+                    pass.extend_from_slice(&keys[..matched]);
+                    matched = 0;
+                    if b == keys[0] {
+                        matched = 1;
+                    } else {
+                        pass.push(b);
+                    }
+                }
+            }
+            if !pass.is_empty() && shim_w.write_all(&pass).await.is_err() {
+                break false;
+            }
+            if hit {
+                break true;
+            }
+        };
+        if detached {
+            // Dropping both halves ends the client's session; the shim keeps the stdin.
+            output.abort();
+        } else {
+            let _ = shim_w.shutdown().await;
+            let _ = output.await;
+        }
+    });
+    Ok(theirs)
 }
 
 /// `POST /containers/{id}/resize?h=&w=`.
@@ -235,4 +326,19 @@ pub async fn remove(
         .remove_container(&id, flag(&q, "force", false), flag(&q, "v", false))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::detach_keys;
+
+    #[test]
+    fn detach_keys_parse_like_dockers() {
+        assert_eq!(detach_keys("ctrl-p,ctrl-q").unwrap(), [0x10, 0x11]);
+        assert_eq!(detach_keys("ctrl-@,ctrl-[,ctrl-_").unwrap(), [0, 27, 31]);
+        assert_eq!(detach_keys("a,ctrl-z").unwrap(), [b'a', 26]);
+        for bad in ["ctrl-", "ctrl-pp", "ab", "ctrl-1", ""] {
+            assert!(detach_keys(bad).is_err(), "{bad}");
+        }
+    }
 }
