@@ -1,11 +1,31 @@
-//! `docker pull`: resolve, download into the content store, unpack into snapshots, record.
+//! `docker pull`: resolve, download into the content store while unpacking into
+//! snapshots, record.
+//!
+//! Each layer is extracted while it downloads: the blob's bytes go both to the content
+//! store and, through a bounded tee, to a blocking extractor that applies them into a
+//! parentless scratch snapshot (layers are diffs, so they extract in parallel, in any
+//! order) and hashes the uncompressed stream. Once the whole pull is in, layers are
+//! committed base first, each on its parent, under their ChainIDs: only when the blob
+//! digest verified (the download succeeded) and the diff_id matched. A layer whose
+//! streamed extraction failed for any reason (the tee was abandoned because the
+//! download restarted from zero, the blob was already stored by another pull, a bad
+//! tar) is unpacked again from the verified blob in the store, which gives the
+//! authoritative result. A resumed download replays the partial bytes on disk to its
+//! extractor first, then continues from the network. Blobs already in the store are
+//! extracted from it, in parallel with the downloads.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
-use berth_registry::{Credentials, PullEvent};
+use berth_content::Digest;
+use berth_image::{
+    chain_ids, commit_extracted, discard_extracted, extract_layer, extract_layer_from_store,
+    Extracted, UnpackError,
+};
+use berth_registry::{blob_tee, BlobTee, Credentials, LayerDesc, PullEvent, PulledManifest};
+use berth_registry::{RegistryError, TeeReader};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{digest_key, parse_reference, short_id, tag_key, ImageRecord};
 use crate::db::LayerRow;
@@ -41,27 +61,9 @@ impl Engine {
                 }
             }
         });
-        let pulled =
-            berth_registry::pull_to_store(&self.registry, &self.content, &r, creds.as_ref(), tx)
-                .await
-                .map_err(|e| registry_error(&r.familiar(), e));
-        let _ = forwarder.await;
-        let pulled = pulled?;
-        let layers: Vec<(berth_content::Digest, berth_content::Digest)> = pulled
-            .layers
-            .iter()
-            .map(|l| (l.digest.clone(), l.diff_id.clone()))
-            .collect();
-        let this = Arc::clone(self);
-        let chain_ids = tokio::task::spawn_blocking(move || {
-            berth_image::unpack::unpack_layers(&this.content, &this.snaps, &layers)
-        })
-        .await
-        .map_err(|e| EngineError::internal(format!("unpack task: {e}")))?
-        .map_err(|e| EngineError::internal(format!("unpacking {}: {e}", r.familiar())))?;
-        for l in &pulled.layers {
-            let _ = progress.send(json!({"status": "Pull complete", "progressDetail": {}, "id": short_id(&l.digest.to_string())}));
-        }
+        let (pulled, chain_ids) = self
+            .pull_and_unpack(&r, creds.as_ref(), tx, forwarder, &progress)
+            .await?;
         let mut size = 0i64;
         let mut rows = Vec::new();
         for (l, chain) in pulled.layers.iter().zip(&chain_ids) {
@@ -113,6 +115,166 @@ impl Engine {
             BTreeMap::from([("name".to_string(), r.familiar())]),
         );
         Ok(id)
+    }
+}
+
+type Extraction = std::result::Result<Extracted, UnpackError>;
+
+/// Layers of one pull extracted into scratch snapshots and not yet committed. Dropping it
+/// (a failed or cancelled pull) removes those scratch snapshots.
+struct Extractions {
+    engine: Arc<Engine>,
+    done: HashMap<usize, Extraction>,
+}
+
+impl Drop for Extractions {
+    fn drop(&mut self) {
+        for (_, x) in self.done.drain() {
+            if let Ok(x) = x {
+                discard_extracted(&self.engine.snaps, x);
+            }
+        }
+    }
+}
+
+/// Where an extractor reads its layer from.
+enum Source {
+    Tee(TeeReader),
+    Store,
+}
+
+/// Extracts layer `l` on a blocking thread; the result arrives on the receiver. If
+/// nobody waits for it any more, the extractor discards what it made.
+fn spawn_extract(
+    engine: &Arc<Engine>,
+    l: &LayerDesc,
+    source: Source,
+) -> oneshot::Receiver<Extraction> {
+    let (tx, rx) = oneshot::channel();
+    let e = Arc::clone(engine);
+    let (blob, diff_id) = (l.digest.clone(), l.diff_id.clone());
+    tokio::task::spawn_blocking(move || {
+        let res = match source {
+            Source::Tee(reader) => extract_layer(&e.snaps, &blob, &diff_id, reader),
+            Source::Store => extract_layer_from_store(&e.content, &e.snaps, &blob, &diff_id),
+        };
+        if let Err(Ok(x)) = tx.send(res) {
+            discard_extracted(&e.snaps, x);
+        }
+    });
+    rx
+}
+
+impl Engine {
+    /// Resolves `r`, downloads its layers while extracting them (see the module docs) and
+    /// commits their snapshots; returns what was pulled and the layers' ChainIDs.
+    async fn pull_and_unpack(
+        self: &Arc<Self>,
+        r: &berth_image::Reference,
+        creds: Option<&Credentials>,
+        events: mpsc::UnboundedSender<PullEvent>,
+        forwarder: tokio::task::JoinHandle<()>,
+        progress: &Progress,
+    ) -> Result<(PulledManifest, Vec<Digest>)> {
+        let familiar = r.familiar();
+        let reg_err = |e: RegistryError| registry_error(&familiar, e);
+        let pulled =
+            berth_registry::resolve_image(&self.registry, &self.content, r, creds, &events)
+                .await
+                .map_err(reg_err)?;
+        let diff_ids: Vec<Digest> = pulled.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chains = chain_ids(&diff_ids);
+        // Plan: blobs in the store extract now; the first layer needing each missing blob
+        // extracts from its download's tee; any other needed layer unpacks from the store
+        // at commit time.
+        let jobs: Mutex<Vec<(usize, oneshot::Receiver<Extraction>)>> = Mutex::new(Vec::new());
+        let mut tee_targets: HashMap<Digest, usize> = HashMap::new();
+        for (i, (l, chain)) in pulled.layers.iter().zip(&chains).enumerate() {
+            if self.snaps.exists(&chain.to_string()) {
+                continue;
+            }
+            if self.content.has(&l.digest) {
+                let rx = spawn_extract(self, l, Source::Store);
+                jobs.lock().unwrap_or_else(|p| p.into_inner()).push((i, rx));
+            } else {
+                tee_targets.entry(l.digest.clone()).or_insert(i);
+            }
+        }
+        let tee_for = |l: &LayerDesc| -> Option<BlobTee> {
+            let i = *tee_targets.get(&l.digest)?;
+            let (tee, reader) = blob_tee();
+            let rx = spawn_extract(self, &pulled.layers[i], Source::Tee(reader));
+            jobs.lock().unwrap_or_else(|p| p.into_inner()).push((i, rx));
+            Some(tee)
+        };
+        let fetched = berth_registry::fetch_layers(
+            &self.registry,
+            &self.content,
+            r,
+            creds,
+            &pulled,
+            &events,
+            &tee_for,
+        )
+        .await;
+        drop(events);
+        // Download progress is all out before "Pull complete" lines.
+        let _ = forwarder.await;
+        let jobs = jobs.into_inner().unwrap_or_else(|p| p.into_inner());
+        // Wait for every extractor even when the download failed (their tees are abandoned,
+        // so they end soon): a failed pull returns only once its scratch snapshots are gone.
+        // (A cancelled pull drops the receivers; extractors then discard their own.)
+        let mut ex = Extractions {
+            engine: Arc::clone(self),
+            done: HashMap::new(),
+        };
+        for (i, rx) in jobs {
+            if let Ok(res) = rx.await {
+                ex.done.insert(i, res);
+            }
+        }
+        if let Err(e) = fetched {
+            let _ = tokio::task::spawn_blocking(move || drop(ex)).await;
+            return Err(reg_err(e));
+        }
+        let this = Arc::clone(self);
+        let layers = pulled.layers.clone();
+        let chain_list = chains.clone();
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || -> std::result::Result<(), UnpackError> {
+            // Every layer extracted and verified before any is committed, so a bad layer
+            // leaves no snapshot behind, not even of the good layers below it.
+            for (i, (l, chain)) in layers.iter().zip(&chain_list).enumerate() {
+                if this.snaps.exists(&chain.to_string()) || matches!(ex.done.get(&i), Some(Ok(_))) {
+                    continue;
+                }
+                if let Some(Err(e)) = ex.done.get(&i) {
+                    tracing::debug!(blob = %l.digest, error = %e, "streamed extraction failed, unpacking the stored blob");
+                }
+                let x = extract_layer_from_store(&this.content, &this.snaps, &l.digest, &l.diff_id)?;
+                ex.done.insert(i, Ok(x));
+            }
+            let mut parent: Option<String> = None;
+            for (i, (l, chain)) in layers.iter().zip(&chain_list).enumerate() {
+                let name = chain.to_string();
+                match ex.done.remove(&i) {
+                    Some(Ok(x)) => commit_extracted(&this.snaps, x, &name, parent.as_deref())?,
+                    // Only a layer that was committed already (checked above) has no extraction.
+                    _ if this.snaps.exists(&name) => {}
+                    _ => {
+                        let x = extract_layer_from_store(&this.content, &this.snaps, &l.digest, &l.diff_id)?;
+                        commit_extracted(&this.snaps, x, &name, parent.as_deref())?;
+                    }
+                }
+                let _ = progress.send(json!({"status": "Pull complete", "progressDetail": {}, "id": short_id(&l.digest.to_string())}));
+                parent = Some(name);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| EngineError::internal(format!("unpack task: {e}")))?
+        .map_err(|e| EngineError::internal(format!("unpacking {}: {e}", r.familiar())))?;
+        Ok((pulled, chains))
     }
 }
 
