@@ -151,3 +151,82 @@ fn push_all_tags_pushes_every_local_tag() {
     let out = d.berth(&["push", "-a", &format!("{repo}:a")]);
     assert!(!out.status.success(), "{:?}", text(&out));
 }
+
+#[path = "images_depth/hostile.rs"]
+mod hostile;
+
+/// Pulls `repo:1` from the hostile registry, expecting failure; returns stderr.
+fn failed_pull(d: &Daemon, h: &hostile::Hostile, repo: &str) -> String {
+    let out = d.docker(&["pull", &format!("{}/{repo}:1", h.addr)]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{repo} pulled: {stdout}");
+    stderr
+}
+
+/// Nothing partial is listed and the next good pull works and runs.
+fn store_still_good(d: &Daemon) {
+    assert_eq!(
+        d.docker_ok(&["images", "-q"]),
+        "",
+        "a partial image is listed"
+    );
+    let image = d.pull("busybox:1");
+    assert_eq!(d.docker_ok(&["run", "--rm", &image, "echo", "ok"]), "ok");
+}
+
+#[test]
+fn bad_manifests_are_refused_clearly() {
+    let h = hostile::Hostile::start();
+    let d = Daemon::start();
+    for (repo, want) in [
+        ("notjson", "invalid manifest"),
+        ("huge", "too large"),
+        ("hugelen", "too large"),
+        ("badtype", "unsupported manifest media type"),
+    ] {
+        let err = failed_pull(&d, &h, repo);
+        assert!(err.contains(want) && err.contains(repo), "{repo}: {err}");
+    }
+    store_still_good(&d);
+}
+
+#[test]
+fn bad_content_is_refused_and_leaves_no_image() {
+    let h = hostile::Hostile::start();
+    let d = Daemon::start();
+    for (repo, want) in [
+        ("badlayer", "application/vnd.example.unknown.layer"),
+        ("diffids", "diff_ids"),
+        ("trunc", "end of file before message length reached"),
+        ("short", "ended early"),
+    ] {
+        let err = failed_pull(&d, &h, repo);
+        assert!(err.contains(want), "{repo}: {err}");
+    }
+    // The truncated blob is retried, but a bounded number of times.
+    for repo in ["trunc", "short"] {
+        let n = h.count(repo);
+        assert!((2..=8).contains(&n), "{repo} requests: {n}");
+    }
+    store_still_good(&d);
+}
+
+#[test]
+fn auth_and_redirect_loops_and_5xx_are_bounded() {
+    let h = hostile::Hostile::start();
+    let d = Daemon::start();
+    for (repo, want, max) in [
+        ("auth401", "unauthorized", 4),
+        ("bearer401", "unauthorized", 4),
+        ("redirect", "redirect", 40),
+        ("down503", "503", 10),
+    ] {
+        let err = failed_pull(&d, &h, repo);
+        assert!(err.to_lowercase().contains(want), "{repo}: {err}");
+        let n = h.count(repo);
+        assert!(n >= 1 && n <= max, "{repo}: {n} requests");
+    }
+    // 5xx is retried (more than one request) before giving up.
+    assert!(h.count("down503") > 1);
+    store_still_good(&d);
+}

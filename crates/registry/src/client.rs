@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use berth_content::Digest;
 use berth_image::manifest::MANIFEST_MEDIA_TYPES;
 use berth_image::Reference;
+use futures::StreamExt;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
@@ -384,22 +385,7 @@ impl RegistryClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if resp
-            .content_length()
-            .is_some_and(|l| l > berth_image::manifest::MAX_MANIFEST_SIZE as u64)
-        {
-            return Err(RegistryError::Manifest {
-                image: r.familiar(),
-                source: berth_image::manifest::ManifestError::TooLarge(
-                    resp.content_length().unwrap_or(0) as usize,
-                ),
-            });
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_err(r, e))?
-            .to_vec();
+        let bytes = self.read_capped(r, resp).await?;
         let digest = Digest::sha256_of(&bytes);
         if let Some(want) = &r.digest {
             if want != &digest {
@@ -410,17 +396,83 @@ impl RegistryClient {
                 });
             }
         }
-        let (_, media_type) =
-            berth_image::parse_manifest(&bytes, header_type.as_deref()).map_err(|source| {
-                RegistryError::Manifest {
-                    image: r.familiar(),
-                    source,
-                }
+        let (manifest, media_type) = berth_image::parse_manifest(&bytes, header_type.as_deref())
+            .map_err(|source| RegistryError::Manifest {
+                image: r.familiar(),
+                source,
             })?;
+        if let berth_image::Manifest::Image(m) = &manifest {
+            if let Some(l) = m.layers.iter().find(|l| !is_layer_type(&l.media_type)) {
+                return Err(RegistryError::UnsupportedLayer {
+                    image: r.familiar(),
+                    digest: l.digest.clone(),
+                    media_type: l.media_type.clone(),
+                });
+            }
+        }
         Ok(FetchedManifest {
             bytes,
             media_type,
             digest,
         })
+    }
+
+    /// Reads a manifest body, refusing it as soon as it passes
+    /// [`MAX_MANIFEST_SIZE`](berth_image::manifest::MAX_MANIFEST_SIZE): by its
+    /// Content-Length before reading anything, else while it streams in, so a
+    /// hostile registry cannot make us hold more than the limit.
+    async fn read_capped(&self, r: &Reference, resp: Response) -> Result<Vec<u8>, RegistryError> {
+        let limit = berth_image::manifest::MAX_MANIFEST_SIZE;
+        let too_large = |size: Option<u64>| RegistryError::ManifestTooLarge {
+            image: r.familiar(),
+            limit,
+            size,
+        };
+        if let Some(len) = resp.content_length().filter(|l| *l > limit as u64) {
+            return Err(too_large(Some(len)));
+        }
+        let mut bytes = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.transport_err(r, e))?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large(None));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
+/// Whether a layer media type is one this engine can unpack: the OCI and Docker layer
+/// families (plain, gzip, zstd, foreign/non-distributable), as dockerd accepts them.
+pub(crate) fn is_layer_type(media_type: &str) -> bool {
+    let mt = media_type.to_ascii_lowercase();
+    [
+        "application/vnd.oci.image.layer.",
+        "application/vnd.docker.image.rootfs.",
+    ]
+    .iter()
+    .any(|p| mt.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_layer_type;
+
+    #[test]
+    fn layer_media_types() {
+        assert!(is_layer_type("application/vnd.oci.image.layer.v1.tar+gzip"));
+        assert!(is_layer_type("application/vnd.oci.image.layer.v1.tar+zstd"));
+        assert!(is_layer_type("application/vnd.oci.image.layer.v1.tar"));
+        assert!(is_layer_type(
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        ));
+        assert!(is_layer_type(
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        ));
+        assert!(!is_layer_type("application/vnd.example.unknown.layer"));
+        assert!(!is_layer_type("application/vnd.oci.image.config.v1+json"));
+        assert!(!is_layer_type(""));
     }
 }

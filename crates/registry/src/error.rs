@@ -17,7 +17,7 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     /// Another transport error (reset connection, timeout, bad body).
-    #[error("request for {image} failed: {source}")]
+    #[error("request for {image} failed: {}", chain(source))]
     Http {
         /// The image being accessed.
         image: String,
@@ -82,6 +82,26 @@ pub enum RegistryError {
         #[source]
         source: berth_image::manifest::ManifestError,
     },
+    /// The manifest is over the size limit (refused before it is all read).
+    #[error("manifest for {image} is too large: over the {limit}-byte limit{}", size.map(|s| format!(" ({s} bytes announced)")).unwrap_or_default())]
+    ManifestTooLarge {
+        /// The image.
+        image: String,
+        /// The limit in bytes.
+        limit: usize,
+        /// The size the registry announced, if it did.
+        size: Option<u64>,
+    },
+    /// A layer's media type is not one of the OCI or Docker layer types.
+    #[error("unsupported layer media type {media_type:?} for layer {digest} of {image}")]
+    UnsupportedLayer {
+        /// The image.
+        image: String,
+        /// The layer blob.
+        digest: Digest,
+        /// Its media type.
+        media_type: String,
+    },
     /// The image config could not be used.
     #[error("invalid image config for {image}: {detail}")]
     Config {
@@ -128,6 +148,22 @@ pub enum RegistryError {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// An error and its causes, `outer: inner: ...` (reqwest's own message alone, such as
+/// "error decoding response body", does not say what went wrong).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 impl RegistryError {

@@ -1,0 +1,55 @@
+//! A hostile registry (tests/fixtures/hostile-registry.py) that misbehaves one way per
+//! repository name; stopped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use super::common::root;
+
+/// The running hostile registry.
+pub struct Hostile {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Hostile {
+    /// Starts it and waits until it listens.
+    pub fn start() -> Hostile {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/fixtures/hostile-registry.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .parse()
+            .expect("hostile registry prints its port");
+        Hostile {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// How many registry requests repository `repo` received.
+    pub fn count(&self, repo: &str) -> u64 {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://{}/count/{repo}", self.addr)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
