@@ -230,3 +230,38 @@ fn auth_and_redirect_loops_and_5xx_are_bounded() {
     assert!(h.count("down503") > 1);
     store_still_good(&d);
 }
+
+#[test]
+fn login_push_and_pull_through_a_bearer_token_registry() {
+    let d = Daemon::start();
+    let image = d.pull("busybox:1");
+    let reg = Registry::start();
+    let port = reg.port.to_string();
+    let proxy = hostile::Hostile::script("token-proxy.py", &[&port, "alice", "s3cret"]);
+    let target = format!("{}/alice/app:1", proxy.addr);
+    d.docker_ok(&["tag", &image, &target]);
+
+    // Anonymous: the token server refuses, and the error says so.
+    let out = d.docker(&["push", &target]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("unauthorized"), "{}", text(&out).1);
+
+    let out = d.docker(&["login", "-u", "alice", "-p", "wrong", &proxy.addr]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("unauthorized"), "{}", text(&out).1);
+
+    let out = d.docker_ok(&["login", "-u", "alice", "-p", "s3cret", &proxy.addr]);
+    assert!(out.contains("Login Succeeded"), "{out}");
+    let out = d.docker_ok(&["push", &target]);
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+    d.docker_ok(&["rmi", &target]);
+    d.docker_ok(&["pull", "-q", &target]);
+    assert_eq!(d.docker_ok(&["run", "--rm", &target, "echo", "ok"]), "ok");
+
+    // berth logs out the same way; pulls are refused again.
+    d.berth_ok(&["logout", &proxy.addr]);
+    d.docker_ok(&["rmi", &target]);
+    let out = d.docker(&["pull", &target]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("unauthorized"), "{}", text(&out).1);
+}

@@ -180,7 +180,20 @@ impl RegistryClient {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(creds.map(Credentials::basic_header)),
             Some(Challenge::Bearer { realm, service }) => {
-                let key = format!("{host}|{}", scopes.join(" "));
+                // Tokens belong to the credentials that got them: a pull without
+                // credentials (after `docker logout`) must not reuse one.
+                let who = creds
+                    .map(|c| {
+                        let secret = format!(
+                            "{}\0{}\0{}",
+                            c.username,
+                            c.password,
+                            c.identity_token.as_deref().unwrap_or("")
+                        );
+                        Digest::sha256_of(secret.as_bytes()).to_string()
+                    })
+                    .unwrap_or_default();
+                let key = format!("{host}|{who}|{}", scopes.join(" "));
                 if let Some(t) = self.lock_tokens().get(&key).filter(|t| t.valid()) {
                     return Ok(Some(format!("Bearer {}", t.value)));
                 }

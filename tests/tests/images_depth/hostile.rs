@@ -1,12 +1,13 @@
-//! A hostile registry (tests/fixtures/hostile-registry.py) that misbehaves one way per
-//! repository name; stopped on drop.
+//! Small python servers from tests/fixtures that print their port and serve until their
+//! stdin closes: the hostile registry (misbehaves one way per repository name) and the
+//! bearer-token proxy; stopped on drop.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use super::common::root;
 
-/// The running hostile registry.
+/// A running fixture server.
 pub struct Hostile {
     child: Child,
     /// `127.0.0.1:PORT`.
@@ -14,10 +15,16 @@ pub struct Hostile {
 }
 
 impl Hostile {
-    /// Starts it and waits until it listens.
+    /// Starts the hostile registry and waits until it listens.
     pub fn start() -> Hostile {
+        Self::script("hostile-registry.py", &[])
+    }
+
+    /// Starts tests/fixtures/SCRIPT with ARGS and waits until it listens.
+    pub fn script(script: &str, args: &[&str]) -> Hostile {
         let mut child = Command::new("python3")
-            .arg(root().join("tests/fixtures/hostile-registry.py"))
+            .arg(root().join("tests/fixtures").join(script))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -29,7 +36,7 @@ impl Hostile {
         let port: u16 = line
             .trim()
             .parse()
-            .expect("hostile registry prints its port");
+            .expect("the fixture server prints its port");
         Hostile {
             child,
             addr: format!("127.0.0.1:{port}"),
