@@ -265,3 +265,50 @@ fn login_push_and_pull_through_a_bearer_token_registry() {
     assert!(!out.status.success());
     assert!(text(&out).1.contains("unauthorized"), "{}", text(&out).1);
 }
+
+#[test]
+fn image_prune_does_not_run_under_a_pull_in_flight() {
+    let h = hostile::Hostile::start();
+    let d = Daemon::start();
+    let base = d.pull("busybox:1");
+    d.docker_ok(&["tag", &base, "keep:1"]);
+    d.docker_ok(&["rmi", &base]);
+    let slow = format!("{}/slow:1", h.addr);
+    let mut pull = Command::new("docker")
+        .args(["-H", &d.host(), "pull", &slow])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The pull is in flight once the registry saw its blob request (it is held there).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while h.count("slow") < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pull never reached the blob"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = d.docker(&["image", "prune", "-a", "-f"]);
+    assert!(!out.status.success(), "prune ran during a pull");
+    assert!(
+        text(&out).1.contains("pull is in progress"),
+        "{}",
+        text(&out).1
+    );
+    assert!(
+        d.docker_ok(&["images", "-q"]).len() >= 12,
+        "prune removed an image"
+    );
+
+    Command::new("curl")
+        .args(["-sf", &format!("http://{}/release", h.addr)])
+        .output()
+        .unwrap();
+    assert!(pull.wait().unwrap().success(), "{}", d.log());
+    assert!(d.docker_ok(&["image", "inspect", &slow]).contains("RootFS"));
+    // Once the pull is done, prune runs and removes both unused images.
+    let out = d.docker_ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.contains("Deleted"), "{out}");
+    assert_eq!(d.docker_ok(&["images", "-q"]), "");
+}

@@ -72,6 +72,8 @@ pub async fn create(
     let creds = registry_auth(&headers);
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
+        // Image GC waits for (refuses to run during) pulls in flight.
+        let _lease = engine.pull_lease().await;
         if let Err(e) = engine.pull_image(&reference, creds, tx.clone()).await {
             let msg = e.to_string();
             let _ = tx.send(json!({"errorDetail": {"message": msg}, "error": msg}));

@@ -2,17 +2,33 @@
 //! `builder prune`. Garbage collection follows the references in the metadata DB.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{json, Value};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::images::ImageRecord;
 use crate::model::ContainerRecord;
 use crate::volumes::dir_size;
 use crate::Engine;
 
+/// Pulls in flight hold this shared; image garbage collection holds it exclusively. A
+/// pull reuses blobs and snapshots that no DB record protects until it records its image,
+/// so the collector must not run under it. (One engine per process: a static is enough.)
+static GC: LazyLock<Arc<RwLock<()>>> = LazyLock::new(|| Arc::new(RwLock::new(())));
+
+/// Held by a pull for its whole duration; see [`Engine::pull_lease`].
+pub type PullLease = OwnedRwLockReadGuard<()>;
+
 impl Engine {
+    /// A lease that keeps image garbage collection (`image prune`, `system prune`) from
+    /// running while it is held: take it before a pull starts and drop it once the image is
+    /// recorded (or the pull failed). Waits while a collection is running.
+    pub async fn pull_lease(&self) -> PullLease {
+        Arc::clone(&GC).read_owned().await
+    }
+
     /// Removes build cache records and the snapshots only they kept alive. Returns the
     /// short ids of the records removed (12 hex of their key) and the bytes reclaimed.
     pub fn prune_build_cache(&self) -> Result<(Vec<String>, u64)> {
@@ -58,7 +74,15 @@ impl Engine {
     }
 
     /// `POST /images/prune`: dangling images, or every unused one with `all`.
+    /// Refused with a conflict while a pull holds a [`PullLease`] (the pull may be reusing
+    /// layers that only the pruned images reference so far), as Docker refuses a second
+    /// prune running at once.
     pub fn prune_images(&self, all: bool) -> Result<(Vec<Value>, u64)> {
+        let _gc = Arc::clone(&GC).try_write_owned().map_err(|_| {
+            EngineError::conflict(
+                "a pull is in progress: image prune would race with it, try again once it is done",
+            )
+        })?;
         let tagged: HashSet<String> = self
             .db
             .all_refs("tags")?
