@@ -202,6 +202,7 @@ impl Engine {
             let _ = client.shutdown().await;
         }
         let _ = std::fs::remove_dir_all(&state_dir);
+        self.remove_cgroups(&c.id).await;
     }
 
     /// Sends `signal` to a running container.
@@ -425,6 +426,7 @@ impl Engine {
             }
         }
         self.refresh_dns().await;
+        self.prune_stale_cgroups();
         // Containers with restart=always that were stopped only by the daemon going down.
         let all: Vec<ContainerRecord> = self.db.all("containers")?;
         for c in all {

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod attach;
+pub mod cgroups;
 pub mod changes;
 pub mod commit;
 pub mod create;
