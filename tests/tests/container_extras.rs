@@ -8,6 +8,23 @@ use std::time::{Duration, Instant};
 
 use common::{text, Daemon};
 
+macro_rules! both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
+        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
+    };
+}
+
+both_runtimes!(
+    pause_unpause_and_top,
+    stats_show_cpu_memory_and_pids,
+    diff_lists_added_changed_and_deleted_paths,
+    cp_both_ways_on_running_and_stopped_containers,
+    commit_makes_a_runnable_image,
+    update_writes_the_cgroup_and_host_config,
+    health_checks_go_unhealthy_then_healthy,
+);
+
 /// Polls `f` until it is true, failing after a generous deadline.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -24,11 +41,20 @@ fn inspect(d: &Daemon, name: &str, format: &str) -> String {
     d.docker_ok(&["inspect", "-f", format, name])
 }
 
-#[test]
-fn pause_unpause_and_top() {
+fn pause_unpause_and_top(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
-    d.docker_ok(&["run", "-d", "--name", "pz", &img, "sleep", "1000"]);
+    d.docker_ok(&[
+        "run",
+        "--runtime",
+        rt,
+        "-d",
+        "--name",
+        "pz",
+        &img,
+        "sleep",
+        "1000",
+    ]);
     let top = d.docker_ok(&["top", "pz"]);
     assert!(top.lines().next().unwrap().contains("PID"), "{top}");
     assert!(top.contains("sleep 1000"), "{top}");
@@ -115,12 +141,13 @@ fn stream_lines(d: &Daemon, path: &str, n: usize) -> Vec<serde_json::Value> {
     out
 }
 
-#[test]
-fn stats_show_cpu_memory_and_pids() {
+fn stats_show_cpu_memory_and_pids(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "st",
@@ -174,12 +201,13 @@ fn stats_show_cpu_memory_and_pids() {
     d.docker_ok(&["rm", "-f", "st"]);
 }
 
-#[test]
-fn diff_lists_added_changed_and_deleted_paths() {
+fn diff_lists_added_changed_and_deleted_paths(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:v2s2");
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "--name",
         "df",
         &img,
@@ -217,12 +245,11 @@ fn diff_lists_added_changed_and_deleted_paths() {
         );
     }
     // A container that changed nothing has no changes.
-    d.docker_ok(&["run", "--name", "none", &img, "true"]);
+    d.docker_ok(&["run", "--runtime", rt, "--name", "none", &img, "true"]);
     assert_eq!(d.docker_ok(&["diff", "none"]), "");
 }
 
-#[test]
-fn cp_both_ways_on_running_and_stopped_containers() {
+fn cp_both_ways_on_running_and_stopped_containers(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     let host = d.dir.path().join("cp");
@@ -231,6 +258,8 @@ fn cp_both_ways_on_running_and_stopped_containers() {
     std::fs::write(host.join("dir/sub/inner"), "inner\n").unwrap();
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "cpc",
@@ -348,12 +377,13 @@ fn cp_both_ways_on_running_and_stopped_containers() {
     d.docker_ok(&["rm", "-f", "cpc"]);
 }
 
-#[test]
-fn commit_makes_a_runnable_image() {
+fn commit_makes_a_runnable_image(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "--name",
         "src",
         "-e",
@@ -381,10 +411,15 @@ fn commit_makes_a_runnable_image() {
         "committed:v1",
     ]);
     assert!(id.starts_with("sha256:"), "{id}");
-    assert_eq!(d.docker_ok(&["run", "--rm", "committed:v1"]), "committed");
+    assert_eq!(
+        d.docker_ok(&["run", "--runtime", rt, "--rm", "committed:v1"]),
+        "committed"
+    );
     assert_eq!(
         d.docker_ok(&[
             "run",
+            "--runtime",
+            rt,
             "--rm",
             "committed:v1",
             "sh",
@@ -413,6 +448,8 @@ fn commit_makes_a_runnable_image() {
     // A running container is committed too (paused meanwhile), and a bad change is refused.
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "live",
@@ -429,7 +466,15 @@ fn commit_makes_a_runnable_image() {
     d.docker_ok(&["commit", "live", "committed:live"]);
     assert_eq!(inspect(&d, "live", "{{.State.Status}}"), "running");
     assert_eq!(
-        d.docker_ok(&["run", "--rm", "committed:live", "cat", "/live"]),
+        d.docker_ok(&[
+            "run",
+            "--runtime",
+            rt,
+            "--rm",
+            "committed:live",
+            "cat",
+            "/live"
+        ]),
         "live"
     );
     let out = d.docker(&["commit", "--change", "RUN true", "live"]);
@@ -459,11 +504,20 @@ fn cgroup_file(pid: &str, ctrl: &str, file: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn update_writes_the_cgroup_and_host_config() {
+fn update_writes_the_cgroup_and_host_config(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
-    d.docker_ok(&["run", "-d", "--name", "upd", &img, "sleep", "1000"]);
+    d.docker_ok(&[
+        "run",
+        "--runtime",
+        rt,
+        "-d",
+        "--name",
+        "upd",
+        &img,
+        "sleep",
+        "1000",
+    ]);
     d.docker_ok(&[
         "update",
         "--memory",
@@ -509,12 +563,13 @@ fn update_writes_the_cgroup_and_host_config() {
     d.docker_ok(&["rm", "-f", "upd"]);
 }
 
-#[test]
-fn health_checks_go_unhealthy_then_healthy() {
+fn health_checks_go_unhealthy_then_healthy(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "hc",
@@ -580,6 +635,8 @@ fn health_checks_go_unhealthy_then_healthy() {
     // --no-healthcheck: no health state at all.
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "nh",

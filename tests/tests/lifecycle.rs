@@ -5,6 +5,25 @@ mod common;
 
 use common::{shared_registry, text, Daemon};
 
+macro_rules! both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
+        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
+    };
+}
+
+both_runtimes!(
+    run_prints_output_and_exit_codes,
+    image_config_and_run_flags_are_honoured,
+    detached_container_lifecycle,
+    stop_escalates_to_sigkill_after_timeout,
+    create_then_start_attached,
+    interactive_stdin_reaches_the_container,
+    a_tty_container_runs_with_a_terminal,
+    containers_survive_a_daemon_restart,
+    two_containers_share_image_layers,
+);
+
 #[test]
 fn ping_version_and_info_show_berth() {
     let d = Daemon::start();
@@ -31,32 +50,41 @@ fn ping_version_and_info_show_berth() {
     assert!(head.contains("api-version: 1.4"), "{head}");
 }
 
-#[test]
-fn run_prints_output_and_exit_codes() {
+fn run_prints_output_and_exit_codes(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     assert_eq!(
-        d.docker_ok(&["run", "--rm", &img, "echo", "hello"]),
+        d.docker_ok(&["run", "--runtime", rt, "--rm", &img, "echo", "hello"]),
         "hello"
     );
-    let out = d.docker(&["run", "--rm", &img, "sh", "-c", "exit 3"]);
+    let out = d.docker(&["run", "--runtime", rt, "--rm", &img, "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
     // stderr is kept apart from stdout.
-    let out = d.docker(&["run", "--rm", &img, "sh", "-c", "echo out; echo err >&2"]);
+    let out = d.docker(&[
+        "run",
+        "--runtime",
+        rt,
+        "--rm",
+        &img,
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
     let (o, e) = text(&out);
     assert_eq!((o.trim(), e.trim()), ("out", "err"));
     // --rm removed them all.
     assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
 }
 
-#[test]
-fn image_config_and_run_flags_are_honoured() {
+fn image_config_and_run_flags_are_honoured(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     let env_file = d.dir.path().join("env");
     std::fs::write(&env_file, "FROM_FILE=yes\n").unwrap();
     let out = d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "--rm",
         "-e",
         "A=1",
@@ -76,6 +104,8 @@ fn image_config_and_run_flags_are_honoured() {
     assert_eq!(out, "1 yes /tmp 1000:1000 box");
     let out = d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "--rm",
         "--entrypoint",
         "echo",
@@ -84,16 +114,27 @@ fn image_config_and_run_flags_are_honoured() {
         "entrypoint",
     ]);
     assert_eq!(out, "via entrypoint");
-    let out = d.docker_ok(&["run", "--rm", "-u", "web", &img, "id", "-un"]);
+    let out = d.docker_ok(&[
+        "run",
+        "--runtime",
+        rt,
+        "--rm",
+        "-u",
+        "web",
+        &img,
+        "id",
+        "-un",
+    ]);
     assert_eq!(out, "web");
 }
 
-#[test]
-fn detached_container_lifecycle() {
+fn detached_container_lifecycle(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     let id = d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "web",
@@ -120,6 +161,10 @@ fn detached_container_lifecycle() {
         "web",
     ]);
     assert_eq!(state, "running true front");
+    assert_eq!(
+        d.docker_ok(&["inspect", "-f", "{{.HostConfig.Runtime}}", "web"]),
+        rt
+    );
     let pid: i64 = d
         .docker_ok(&["inspect", "-f", "{{.State.Pid}}", "web"])
         .parse()
@@ -175,12 +220,13 @@ fn detached_container_lifecycle() {
     assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
 }
 
-#[test]
-fn stop_escalates_to_sigkill_after_timeout() {
+fn stop_escalates_to_sigkill_after_timeout(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "stubborn",
@@ -196,11 +242,19 @@ fn stop_escalates_to_sigkill_after_timeout() {
     );
 }
 
-#[test]
-fn create_then_start_attached() {
+fn create_then_start_attached(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
-    d.docker_ok(&["create", "--name", "later", &img, "echo", "attached output"]);
+    d.docker_ok(&[
+        "create",
+        "--runtime",
+        rt,
+        "--name",
+        "later",
+        &img,
+        "echo",
+        "attached output",
+    ]);
     assert_eq!(
         d.docker_ok(&["inspect", "-f", "{{.State.Status}}", "later"]),
         "created"
@@ -246,8 +300,7 @@ fn unknown_names_and_conflicts_answer_like_docker() {
     assert!(text(&out).1.contains("No such image"), "{:?}", text(&out));
 }
 
-#[test]
-fn interactive_stdin_reaches_the_container() {
+fn interactive_stdin_reaches_the_container(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     let mut child = std::process::Command::new("docker")
@@ -255,6 +308,8 @@ fn interactive_stdin_reaches_the_container() {
             "-H",
             &d.host(),
             "run",
+            "--runtime",
+            rt,
             "--rm",
             "-i",
             &img,
@@ -272,13 +327,12 @@ fn interactive_stdin_reaches_the_container() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "got:ping");
 }
 
-#[test]
-fn a_tty_container_runs_with_a_terminal() {
+fn a_tty_container_runs_with_a_terminal(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
     // `script` gives docker a terminal of its own, as a user's shell would.
     let cmd = format!(
-        "docker -H {} run --rm -t {img} sh -c 'test -t 0 && echo is-a-tty; stty size'",
+        "docker -H {} run --runtime {rt} --rm -t {img} sh -c 'test -t 0 && echo is-a-tty; stty size'",
         d.host()
     );
     let out = std::process::Command::new("script")
@@ -289,12 +343,13 @@ fn a_tty_container_runs_with_a_terminal() {
     assert!(s.contains("is-a-tty"), "{s}");
 }
 
-#[test]
-fn containers_survive_a_daemon_restart() {
+fn containers_survive_a_daemon_restart(rt: &str) {
     let mut d = Daemon::start();
     let img = d.pull("busybox:1");
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "keeper",
@@ -305,6 +360,8 @@ fn containers_survive_a_daemon_restart() {
     ]);
     d.docker_ok(&[
         "run",
+        "--runtime",
+        rt,
         "-d",
         "--name",
         "short",
@@ -334,12 +391,31 @@ fn containers_survive_a_daemon_restart() {
     assert_eq!(d.docker_ok(&["wait", "keeper"]), "137");
 }
 
-#[test]
-fn two_containers_share_image_layers() {
+fn two_containers_share_image_layers(rt: &str) {
     let d = Daemon::start();
     let img = d.pull("busybox:1");
-    d.docker_ok(&["run", "-d", "--name", "ca", &img, "sleep", "100"]);
-    d.docker_ok(&["run", "-d", "--name", "cb", &img, "sleep", "100"]);
+    d.docker_ok(&[
+        "run",
+        "--runtime",
+        rt,
+        "-d",
+        "--name",
+        "ca",
+        &img,
+        "sleep",
+        "100",
+    ]);
+    d.docker_ok(&[
+        "run",
+        "--runtime",
+        rt,
+        "-d",
+        "--name",
+        "cb",
+        &img,
+        "sleep",
+        "100",
+    ]);
     d.docker_ok(&["exec", "ca", "sh", "-c", "echo mine > /tmp/file"]);
     let out = d.docker(&["exec", "cb", "cat", "/tmp/file"]);
     assert!(
