@@ -2,6 +2,7 @@
 //! Engine API on one or more unix sockets.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -51,9 +52,51 @@ fn shim_binary() -> anyhow::Result<PathBuf> {
         .context("berth-shim not found: set BERTH_SHIM or install it next to berthd")
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Most tokio worker threads berthd runs: the engine waits on I/O and on its shims, so
+/// more threads mostly add stacks and malloc arenas.
+const MAX_WORKERS: usize = 4;
+/// How long an idle blocking-pool thread lives (tokio's default is 10 s).
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// How often memory freed by the allocator is handed back to the kernel.
+const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Bounds glibc's malloc arenas (one per thread by default, up to 8 per core), so that
+/// the heap freed by short-lived blocking threads does not stay spread over many arenas.
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator parameters; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Returns free heap pages to the kernel now and then (glibc keeps them otherwise).
+async fn trim_heap_periodically() {
+    let mut tick = tokio::time::interval(TRIM_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // SAFETY: malloc_trim has no preconditions; it only releases unused memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(run(Args::parse()))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
@@ -76,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         args.hosts.clone()
     };
+    tokio::spawn(trim_heap_periodically());
     let mut servers = Vec::new();
     for h in hosts {
         let Some(path) = h.strip_prefix("unix://") else {

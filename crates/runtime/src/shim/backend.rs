@@ -1,21 +1,19 @@
-//! The two OCI runtimes behind one interface: libcontainer (in this process, or in a fresh
-//! `berth-shim exec-helper` process for exec) and an external `runc`.
+//! The two OCI runtimes behind one interface: the built-in one (libcontainer, which runs
+//! only in `berth-shim` processes: `serve` creates the container, short-lived
+//! `berth-shim lc OP` and `exec-helper` processes do the rest) and an external `runc`.
+//! Nothing here but [`Backend::create`] calls libcontainer, so the long-lived monitor,
+//! which never creates, does not link it.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::Container;
-use libcontainer::syscall::syscall::SyscallType;
-use nix::sys::signal::{signal, SigHandler, Signal};
 
 use crate::types::{RuntimeKind, ShimConfig};
 
 /// Errors from the OCI runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// libcontainer failed.
+    /// The built-in runtime (libcontainer) failed.
     #[error("{op} {id}: {message}")]
     Builtin {
         /// the operation
@@ -67,25 +65,14 @@ pub struct Backend {
 enum Kind {
     Builtin {
         root: PathBuf,
+        /// the `berth-shim` binary that runs libcontainer operations
+        helper: PathBuf,
     },
     Runc {
         binary: PathBuf,
         root: PathBuf,
         log: PathBuf,
     },
-}
-
-/// Runs `f` with SIGPIPE at its default disposition, so processes cloned inside `f`
-/// do not inherit the shim's "ignore SIGPIPE".
-fn with_default_sigpipe<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: single-threaded shim; restoring the previous disposition afterwards.
-    let old = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-    let out = f();
-    if let Ok(old) = old {
-        // SAFETY: as above.
-        let _ = unsafe { signal(Signal::SIGPIPE, old) };
-    }
-    out
 }
 
 fn read_pid_file(path: &Path) -> Result<i32, BackendError> {
@@ -100,11 +87,13 @@ fn read_pid_file(path: &Path) -> Result<i32, BackendError> {
 }
 
 impl Backend {
-    /// The runtime chosen in `cfg`; libcontainer keeps its state under `state_dir/lc`.
-    pub fn new(cfg: &ShimConfig) -> Self {
+    /// The runtime chosen in `cfg`; libcontainer keeps its state under `state_dir/lc`, and
+    /// `helper` (the `berth-shim` binary) runs its operations after the create.
+    pub fn new(cfg: &ShimConfig, helper: &Path) -> Self {
         let kind = match &cfg.runtime {
             RuntimeKind::Builtin => Kind::Builtin {
                 root: cfg.state_dir.join("lc"),
+                helper: helper.to_path_buf(),
             },
             RuntimeKind::Runc { binary, root } => Kind::Runc {
                 binary: binary.clone(),
@@ -127,8 +116,26 @@ impl Backend {
         }
     }
 
-    fn load(&self, op: &'static str, root: &Path) -> Result<Container, BackendError> {
-        Container::load(root.join(&self.id)).map_err(|e| self.builtin_err(op, e))
+    /// Runs `helper lc OP ROOT ID` and turns its failure into an error.
+    fn lc(&self, op: &'static str) -> Result<(), BackendError> {
+        let Kind::Builtin { root, helper } = &self.kind else {
+            return Ok(());
+        };
+        let out = Command::new(helper)
+            .arg("lc")
+            .arg(op)
+            .arg(root)
+            .arg(&self.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| self.builtin_err(op, format!("{}: {e}", helper.display())))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(self.builtin_err(op, msg))
     }
 
     fn runc(
@@ -175,29 +182,9 @@ impl Backend {
         console: Option<&Path>,
     ) -> Result<i32, BackendError> {
         match &self.kind {
-            Kind::Builtin { root } => {
-                std::fs::create_dir_all(root).map_err(|e| self.builtin_err("create", e))?;
-                let mut b = ContainerBuilder::new(self.id.clone(), SyscallType::default())
-                    .validate_id()
-                    .and_then(|b| b.with_root_path(root))
-                    .map_err(|e| self.builtin_err("create", e))?
-                    .with_console_socket(console);
-                if let Some(s) = stdio {
-                    b = b
-                        .with_stdin(s.stdin)
-                        .with_stdout(s.stdout)
-                        .with_stderr(s.stderr);
-                }
-                let built = with_default_sigpipe(|| {
-                    b.as_init(&self.bundle)
-                        .with_systemd(false)
-                        .with_detach(true)
-                        .build()
-                });
-                let c = built.map_err(|e| self.builtin_err("create", e))?;
-                c.pid()
-                    .map(|p| p.as_raw())
-                    .ok_or_else(|| self.builtin_err("create", "no init pid recorded"))
+            Kind::Builtin { root, .. } => {
+                super::builtin::create(root, &self.id, &self.bundle, stdio, console)
+                    .map_err(|e| self.builtin_err("create", e))
             }
             Kind::Runc { .. } => {
                 let pid_file = state_dir.join("init.pid");
@@ -221,10 +208,7 @@ impl Backend {
     /// Lets the created container's process exec its program.
     pub fn start(&self) -> Result<(), BackendError> {
         match &self.kind {
-            Kind::Builtin { root } => self
-                .load("start", root)?
-                .start()
-                .map_err(|e| self.builtin_err("start", e)),
+            Kind::Builtin { .. } => self.lc("start"),
             Kind::Runc { .. } => self.runc("start", &["start".as_ref(), self.id.as_ref()], None),
         }
     }
@@ -232,10 +216,7 @@ impl Backend {
     /// Freezes the container.
     pub fn pause(&self) -> Result<(), BackendError> {
         match &self.kind {
-            Kind::Builtin { root } => self
-                .load("pause", root)?
-                .pause()
-                .map_err(|e| self.builtin_err("pause", e)),
+            Kind::Builtin { .. } => self.lc("pause"),
             Kind::Runc { .. } => self.runc("pause", &["pause".as_ref(), self.id.as_ref()], None),
         }
     }
@@ -243,10 +224,7 @@ impl Backend {
     /// Thaws the container.
     pub fn resume(&self) -> Result<(), BackendError> {
         match &self.kind {
-            Kind::Builtin { root } => self
-                .load("resume", root)?
-                .resume()
-                .map_err(|e| self.builtin_err("resume", e)),
+            Kind::Builtin { .. } => self.lc("resume"),
             Kind::Runc { .. } => self.runc("resume", &["resume".as_ref(), self.id.as_ref()], None),
         }
     }
@@ -254,14 +232,7 @@ impl Backend {
     /// Removes the runtime's state and cgroup (after the init was reaped).
     pub fn delete(&self) -> Result<(), BackendError> {
         match &self.kind {
-            Kind::Builtin { root } => {
-                let r = self
-                    .load("delete", root)?
-                    .delete(true)
-                    .map_err(|e| self.builtin_err("delete", e));
-                let _ = std::fs::remove_dir_all(root.join(&self.id));
-                r
-            }
+            Kind::Builtin { .. } => self.lc("delete"),
             Kind::Runc { .. } => self.runc(
                 "delete",
                 &["delete".as_ref(), "--force".as_ref(), self.id.as_ref()],
@@ -274,7 +245,6 @@ impl Backend {
     /// which ends up a child of this (subreaper) process.
     pub fn exec(
         &self,
-        shim_exe: &Path,
         process: &Path,
         pid_file: &Path,
         stdio: Option<ChildStdio>,
@@ -282,8 +252,8 @@ impl Backend {
     ) -> Result<i32, BackendError> {
         let _ = std::fs::remove_file(pid_file);
         match &self.kind {
-            Kind::Builtin { root } => {
-                let mut cmd = Command::new(shim_exe);
+            Kind::Builtin { root, helper } => {
+                let mut cmd = Command::new(helper);
                 cmd.arg("exec-helper")
                     .arg(root)
                     .arg(&self.id)
@@ -327,32 +297,4 @@ impl Backend {
             }
         }
     }
-}
-
-/// Body of `berth-shim exec-helper ROOT ID PROCESS_JSON PID_FILE [CONSOLE_SOCKET]`: joins the
-/// container with libcontainer's tenant builder from this fresh single-threaded process,
-/// writes the new pid to PID_FILE and returns (the process is reparented to the shim).
-pub fn exec_helper(
-    root: &Path,
-    id: &str,
-    process: &Path,
-    pid_file: &Path,
-    console: Option<&Path>,
-) -> Result<(), String> {
-    let built = with_default_sigpipe(|| {
-        ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_root_path(root)
-            .map(|b| {
-                b.with_console_socket(console)
-                    .as_tenant()
-                    .with_process(Some(process))
-                    .with_detach(true)
-                    .build()
-            })
-    });
-    let pid = built
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    std::fs::write(pid_file, pid.as_raw().to_string())
-        .map_err(|e| format!("{}: {e}", pid_file.display()))
 }

@@ -295,11 +295,10 @@ impl Shim {
         } else {
             Prepared::pipes(cfg.stdin).map_err(|e| e.to_string())?
         };
-        let exe = std::env::current_exe().map_err(|e| format!("locating berth-shim: {e}"))?;
         let (stdio, console) = prepared.for_runtime();
         let res = self
             .backend
-            .exec(&exe, &process, &pid_file, stdio, console.as_deref())
+            .exec(&process, &pid_file, stdio, console.as_deref())
             .map_err(|e| e.to_string());
         let _ = std::fs::remove_file(&process);
         let _ = std::fs::remove_file(&pid_file);

@@ -7,12 +7,18 @@
 //! serves the [`crate::protocol`] on a single-threaded poll loop until the container has
 //! exited and no client remains.
 //!
+//! Once ready it hands over to the small `berth-monitor` binary (see [`monitor`]), which
+//! keeps the pid and serves the same loop without libcontainer's memory.
+//!
 //! `berth-shim exec-helper ...` is the fresh single-threaded process in which
-//! libcontainer joins a running container for an exec.
+//! libcontainer joins a running container for an exec; `berth-shim lc OP ROOT ID` runs
+//! one libcontainer operation (start, pause, resume, delete) for the monitor.
 
 pub mod backend;
+pub mod builtin;
 pub mod handlers;
 pub mod log;
+pub mod monitor;
 pub mod process;
 pub mod server;
 pub mod signals;
@@ -37,7 +43,9 @@ use server::Shim;
 #[derive(Debug, thiserror::Error)]
 pub enum ShimSetupError {
     /// Bad command line.
-    #[error("usage: berth-shim serve CONFIG | exec-helper ROOT ID PROCESS PIDFILE [CONSOLE]")]
+    #[error(
+        "usage: berth-shim serve CONFIG | exec-helper ROOT ID PROCESS PIDFILE [CONSOLE] | lc OP ROOT ID"
+    )]
     Usage,
     /// The config could not be read.
     #[error(transparent)]
@@ -81,12 +89,26 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
             let id = rest[1].to_string_lossy().into_owned();
             let console = rest.get(4).map(|p| p.as_path());
-            match backend::exec_helper(&rest[0], &id, &rest[2], &rest[3], console) {
+            match builtin::exec_helper(&rest[0], &id, &rest[2], &rest[3], console) {
                 Ok(()) => 0,
                 Err(msg) => {
                     let mut err_path = rest[3].clone().into_os_string();
                     err_path.push(".err");
                     let _ = std::fs::write(err_path, &msg);
+                    1
+                }
+            }
+        }
+        Some("lc") => {
+            let rest: Vec<OsString> = it.collect();
+            let [op, root, id] = rest.as_slice() else {
+                return usage();
+            };
+            let (op, id) = (op.to_string_lossy(), id.to_string_lossy());
+            match builtin::operation(&op, Path::new(root), &id) {
+                Ok(()) => 0,
+                Err(msg) => {
+                    eprintln!("{msg}");
                     1
                 }
             }
@@ -124,24 +146,40 @@ fn serve_detached(cfg_path: &Path) -> i32 {
             return 1;
         }
     }
-    match setup(cfg) {
+    let helper = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            report(format!("error locating berth-shim: {e}\n"));
+            return 1;
+        }
+    };
+    match setup(cfg, &helper) {
         Ok((mut shim, listener, sig)) => {
             report(format!("ok {}\n", std::process::id()));
             detach_stdio();
-            let res = shim.run(&listener, &sig);
-            if !shim.socket_removed {
-                let _ = std::fs::remove_file(shim.cfg.state_dir.join(SOCKET_NAME));
+            if let Some(monitor) = monitor::monitor_binary() {
+                let e = monitor::exec_monitor(&monitor, cfg_path, &helper, &shim, &listener);
+                eprintln!("berth-shim {}: {e}; serving in this process", shim.cfg.id);
             }
-            match res {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("berth-shim {}: poll: {e}", shim.cfg.id);
-                    1
-                }
-            }
+            serve_loop(&mut shim, &listener, &sig)
         }
         Err(e) => {
             report(format!("error {}\n", e.to_string().replace('\n', " ")));
+            1
+        }
+    }
+}
+
+/// Serves `shim` until it is done and removes its socket; returns the exit code.
+fn serve_loop(shim: &mut Shim, listener: &UnixListener, sig: &std::os::fd::OwnedFd) -> i32 {
+    let res = shim.run(listener, sig);
+    if !shim.socket_removed {
+        let _ = std::fs::remove_file(shim.cfg.state_dir.join(SOCKET_NAME));
+    }
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berth-shim {}: poll: {e}", shim.cfg.id);
             1
         }
     }
@@ -161,7 +199,7 @@ fn detach_stdio() {
 
 type Ready = (Shim, UnixListener, std::os::fd::OwnedFd);
 
-fn setup(cfg: ShimConfig) -> Result<Ready, ShimSetupError> {
+fn setup(cfg: ShimConfig, helper: &Path) -> Result<Ready, ShimSetupError> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| sys("set child subreaper")(e.into()))?;
     let sig = signals::install_sigchld().map_err(|e| sys("install SIGCHLD handler")(e.into()))?;
     let state_dir = cfg.state_dir.clone();
@@ -174,7 +212,7 @@ fn setup(cfg: ShimConfig) -> Result<Ready, ShimSetupError> {
             source: std::io::Error::other(e.to_string()),
         })?;
 
-    let backend = Backend::new(&cfg);
+    let backend = Backend::new(&cfg, helper);
     let mut prepared = if cfg.tty {
         Prepared::Tty(tty::ConsoleSocket::bind(&state_dir.join("console.sock"))?)
     } else {

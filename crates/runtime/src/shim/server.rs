@@ -16,7 +16,7 @@ use super::process::{Owner, Proc};
 use super::signals::{pfd, poll};
 use crate::cgroup::CgroupDirs;
 use crate::protocol::{encode_frame, Reply};
-use crate::types::{write_json_atomic, ExitStatus, ShimConfig, EXIT_NAME};
+use crate::types::{write_json_atomic, ExitStatus, ShimConfig, EXIT_NAME, SOCKET_NAME};
 
 /// A client's output buffer larger than this means a stuck client: it is dropped.
 const MAX_CLIENT_BUFFER: usize = 64 << 20;
@@ -24,6 +24,9 @@ const MAX_CLIENT_BUFFER: usize = 64 << 20;
 const MAX_FINISHED_EXECS: usize = 128;
 /// Stop reading a client's stdin bytes while this much is still queued for the process.
 const MAX_STDIN_BUFFER: usize = 1 << 20;
+
+/// Bytes read at once; the buffer is on the stack, whose touched pages stay resident.
+const READ_CHUNK: usize = 32 << 10;
 
 /// How long the shim stays after the container exited and its last client left.
 const LINGER_MS: i32 = 2000;
@@ -159,7 +162,15 @@ impl Shim {
                 tokens.push(Token::Conn(i));
             }
             if poll(&mut fds, timeout)? == 0 {
-                return Ok(());
+                // Lingered long enough. Unlink the socket first, then serve whoever
+                // connected before that (a new shim's retire request), then leave.
+                if !self.socket_removed {
+                    let _ = std::fs::remove_file(self.cfg.state_dir.join(SOCKET_NAME));
+                    self.socket_removed = true;
+                }
+                self.accept(listener);
+                self.shutdown = true;
+                continue;
             }
             for (pf, tok) in fds.iter().zip(tokens) {
                 if pf.revents == 0 {
@@ -229,7 +240,7 @@ impl Shim {
     }
 
     fn read_output(&mut self, owner: &Owner, i: usize) {
-        let mut buf = [0u8; 65536];
+        let mut buf = [0u8; READ_CHUNK];
         let Some(p) = self.proc_mut(owner) else {
             return;
         };
@@ -352,7 +363,7 @@ impl Shim {
     }
 
     fn read_conn(&mut self, i: usize) {
-        let mut buf = [0u8; 65536];
+        let mut buf = [0u8; READ_CHUNK];
         let Some(c) = self.conns.get_mut(i) else {
             return;
         };
