@@ -329,7 +329,12 @@ impl Drop for Daemon {
             .args([
                 "-9",
                 "-f",
-                &format!("berth-shim.*{}", self.exec_root.display()),
+                // The long-lived half of a shim is `berth-monitor`, whose argument names
+                // the exec root before the shim's path; match either order.
+                &format!(
+                    "berth-(shim|monitor).*{0}|{0}.*berth-shim",
+                    self.exec_root.display()
+                ),
             ])
             .status();
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
