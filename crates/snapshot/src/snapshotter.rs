@@ -94,6 +94,7 @@ impl Snapshotter {
         let root = root.as_ref().to_path_buf();
         let snaps = root.join("snapshots");
         fs::create_dir_all(&snaps).map_err(io_err("create directory", &snaps))?;
+        mark_top_dir(&snaps);
         let meta = root.join("metadata.json");
         let mut index = Index::load(&meta).map_err(io_err("load index", &meta))?;
         let scratch: Vec<String> = index
@@ -429,6 +430,24 @@ impl Snapshotter {
                 id: e.id,
             })
             .collect()
+    }
+}
+
+/// Marks the directory holding the snapshots as a top of a hierarchy
+/// (`chattr +T`): ext4 then spreads new snapshot directories over block
+/// groups instead of packing each into the group its parent lives in, where
+/// the inodes of snapshots removed moments ago would have to be skipped one
+/// by one (a cost that grows with each pull after a removal). Best effort:
+/// other filesystems ignore or refuse the flag.
+fn mark_top_dir(dir: &Path) {
+    use rustix::fs::IFlags;
+    let Ok(f) = fs::File::open(dir) else { return };
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&f) {
+        if !flags.contains(IFlags::TOPDIR) {
+            if let Err(e) = rustix::fs::ioctl_setflags(&f, flags | IFlags::TOPDIR) {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot mark snapshot dir as a top directory");
+            }
+        }
     }
 }
 
