@@ -109,7 +109,11 @@ fn snapshot_state(d: &Daemon) -> (Vec<String>, usize) {
 }
 
 fn assert_nothing_left(d: &Daemon, what: &str) {
-    assert_eq!(d.docker_ok(&["images", "-q"]), "", "{what}: an image is listed");
+    assert_eq!(
+        d.docker_ok(&["images", "-q"]),
+        "",
+        "{what}: an image is listed"
+    );
     let (keys, dirs) = snapshot_state(d);
     assert!(keys.is_empty(), "{what}: snapshots left: {keys:?}");
     assert_eq!(dirs, 0, "{what}: snapshot directories left");
@@ -156,8 +160,12 @@ e/f file e2";
         .values()
         .find(|e| e["parent"].is_null())
         .unwrap();
-    let fs = root.join("snapshots").join(base["id"].to_string()).join("fs");
-    let ino = |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(fs.join(p)).unwrap());
+    let fs = root
+        .join("snapshots")
+        .join(base["id"].to_string())
+        .join("fs");
+    let ino =
+        |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(fs.join(p)).unwrap());
     assert_eq!(ino("a/hl"), ino("a/keep"));
     d.docker_ok(&["rm", &name]);
     // Pulling again finds every layer in place.
