@@ -108,7 +108,9 @@ pub fn spawn_shim(shim_binary: &Path, cfg: &ShimConfig) -> Result<ShimProcess, S
     let sock = cfg.state_dir.join(SOCKET_NAME);
     if let Ok(old) = std::os::unix::net::UnixStream::connect(&sock) {
         // A previous run's shim may still linger after its container exited: retire it.
-        if !retire_exited_shim(old) {
+        // A lingering shim that was leaving anyway may close the connection unanswered;
+        // what matters is that nothing serves the socket afterwards.
+        if !retire_exited_shim(old) && std::os::unix::net::UnixStream::connect(&sock).is_ok() {
             return Err(ShimError::Failed {
                 id: cfg.id.clone(),
                 message: format!("a shim already serves {}", cfg.state_dir.display()),
