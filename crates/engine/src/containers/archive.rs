@@ -17,6 +17,8 @@ use super::start::is_mountpoint;
 use crate::error::{EngineError, Result};
 use crate::Engine;
 
+mod export;
+
 /// Symlinks followed in one resolution before giving up (Linux's limit).
 const MAX_LINKS: usize = 40;
 
@@ -305,7 +307,8 @@ impl Engine {
         Ok((stat, rx))
     }
 
-    /// `GET /containers/{id}/export`: a tar stream of the container's whole filesystem.
+    /// `GET /containers/{id}/export`: a tar stream of the container's whole filesystem,
+    /// hardlinked files as tar hardlinks (see [`export::write_tree`]).
     pub async fn export_container(&self, name: &str) -> Result<mpsc::Receiver<Bytes>> {
         let c = self.find_container(name)?;
         let access = self.root_access(&c.id, false).await?;
@@ -313,8 +316,7 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let w = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx));
             let mut b = tar::Builder::new(w);
-            b.follow_symlinks(false);
-            if let Err(e) = b.append_dir_all(".", &access.root).and_then(|_| b.finish()) {
+            if let Err(e) = export::write_tree(&mut b, &access.root).and_then(|_| b.finish()) {
                 tracing::debug!("export {}: {e}", c.id);
             }
             drop(access);

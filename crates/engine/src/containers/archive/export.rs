@@ -1,0 +1,109 @@
+//! The tar writer behind `docker export`: the container's filesystem in lexical order,
+//! regular files that share an inode written once and then as tar hardlinks to the first
+//! path seen (as dockerd does), sockets left out (a tar cannot hold them).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Writes every entry under `root` (not `root` itself) into `b`, names relative to `root`.
+/// Fails on the first entry that cannot be read or written (a client that went away).
+pub fn write_tree<W: Write>(b: &mut tar::Builder<W>, root: &Path) -> std::io::Result<()> {
+    b.follow_symlinks(false);
+    // (dev, inode) of regular files with more than one link -> first name archived.
+    let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    // Directories still to list, deepest last; each is relative to root.
+    let mut todo: Vec<PathBuf> = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        let dir = root.join(&rel);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| ctx(&dir, e))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| ctx(&dir, e))?;
+        names.sort();
+        // Subdirectories are walked right after their own entry: push them in reverse.
+        let mut subdirs = Vec::new();
+        for name in names {
+            let rel_path = rel.join(&name);
+            let host = root.join(&rel_path);
+            let meta = std::fs::symlink_metadata(&host).map_err(|e| ctx(&host, e))?;
+            let ft = meta.file_type();
+            if ft.is_socket() {
+                continue;
+            }
+            if ft.is_file() && meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = seen.get(&key) {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                    h.set_entry_type(tar::EntryType::Link);
+                    h.set_size(0);
+                    b.append_link(&mut h, &rel_path, first)
+                        .map_err(|e| ctx(&host, e))?;
+                    continue;
+                }
+                seen.insert(key, rel_path.clone());
+            }
+            b.append_path_with_name(&host, &rel_path)
+                .map_err(|e| ctx(&host, e))?;
+            if ft.is_dir() {
+                subdirs.push(rel_path);
+            }
+        }
+        // Depth-first, in order: the first subdirectory is popped first.
+        todo.extend(subdirs.into_iter().rev());
+    }
+    Ok(())
+}
+
+fn ctx(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardlinks_are_written_once_then_linked() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a/sub")).unwrap();
+        std::fs::write(r.join("a/keep"), b"data").unwrap();
+        std::fs::hard_link(r.join("a/keep"), r.join("a/hl")).unwrap();
+        std::fs::hard_link(r.join("a/keep"), r.join("a/sub/z")).unwrap();
+        std::os::unix::fs::symlink("keep", r.join("a/sl")).unwrap();
+        std::os::unix::net::UnixListener::bind(r.join("sock")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        write_tree(&mut b, r).unwrap();
+        let data = b.into_inner().unwrap();
+        let mut ar = tar::Archive::new(&data[..]);
+        let got: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.path().unwrap().display().to_string();
+                match e.header().entry_type() {
+                    tar::EntryType::Link => {
+                        format!("{name} -> {}", e.link_name().unwrap().unwrap().display())
+                    }
+                    t => format!("{name} {t:?} {}", e.header().size().unwrap()),
+                }
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "a Directory 0",
+                "a/hl Regular 4",
+                "a/keep -> a/hl",
+                "a/sl Symlink 0",
+                "a/sub Directory 0",
+                "a/sub/z -> a/hl",
+            ]
+        );
+    }
+}
