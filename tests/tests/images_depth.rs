@@ -312,3 +312,183 @@ fn image_prune_does_not_run_under_a_pull_in_flight() {
     assert!(out.contains("Deleted"), "{out}");
     assert_eq!(d.docker_ok(&["images", "-q"]), "");
 }
+
+/// `push ADDR NAME TAG N`: pushes an image of the first N of two small layers (l1/f, l2/f)
+/// and prints the digest of the last layer. `proxy ADDR HELD`: forwards to the registry at
+/// ADDR, holding GETs of blob HELD until `GET /release` (at most 120 s); `GET /seen` counts
+/// them. Prints its port once listening; serves until stdin closes.
+const RACE_PY: &str = r#"
+import sys, json, hashlib, io, tarfile, threading, urllib.request, urllib.error
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+mode, addr = sys.argv[1], sys.argv[2]
+if mode == 'push':
+    name, tag, n = sys.argv[3], sys.argv[4], int(sys.argv[5])
+    def up(data):
+        d = 'sha256:' + hashlib.sha256(data).hexdigest()
+        r = urllib.request.urlopen(urllib.request.Request(f'http://{addr}/v2/{name}/blobs/uploads/', method='POST', data=b''))
+        loc = r.headers['Location']
+        loc = loc if loc.startswith('http') else f'http://{addr}{loc}'
+        loc += ('&' if '?' in loc else '?') + 'digest=' + d
+        urllib.request.urlopen(urllib.request.Request(loc, method='PUT', data=data, headers={'Content-Type': 'application/octet-stream'}))
+        return d
+    def layer(d):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode='w') as t:
+            i = tarfile.TarInfo(d); i.type = tarfile.DIRTYPE; i.mode = 0o755; i.mtime = 1700000000; t.addfile(i)
+            i = tarfile.TarInfo(d + '/f'); i.size = len(d); i.mode = 0o644; i.mtime = 1700000000; t.addfile(i, io.BytesIO(d.encode()))
+        return buf.getvalue()
+    raws = [layer('l1'), layer('l2')][:n]
+    descs = [{'mediaType': 'application/vnd.oci.image.layer.v1.tar', 'digest': up(r), 'size': len(r)} for r in raws]
+    cfg = json.dumps({'architecture': 'amd64', 'os': 'linux', 'config': {'Cmd': ['/nothing']},
+        'rootfs': {'type': 'layers', 'diff_ids': ['sha256:' + hashlib.sha256(r).hexdigest() for r in raws]}}).encode()
+    m = json.dumps({'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.manifest.v1+json',
+        'config': {'mediaType': 'application/vnd.oci.image.config.v1+json', 'digest': up(cfg), 'size': len(cfg)},
+        'layers': descs}).encode()
+    urllib.request.urlopen(urllib.request.Request(f'http://{addr}/v2/{name}/manifests/{tag}', method='PUT', data=m,
+        headers={'Content-Type': 'application/vnd.oci.image.manifest.v1+json'}))
+    print(descs[-1]['digest'])
+    sys.exit(0)
+held = sys.argv[3]
+release, lock, seen = threading.Event(), threading.Lock(), [0]
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def fwd(self, body):
+        if self.path == '/release':
+            release.set(); return self.reply(200, {}, b'ok', body)
+        if self.path == '/seen':
+            with lock: return self.reply(200, {}, str(seen[0]).encode(), body)
+        if held in self.path and self.command == 'GET':
+            with lock: seen[0] += 1
+            release.wait(120)
+        hdrs = {k: v for k, v in self.headers.items() if k.lower() in ('accept', 'range', 'authorization')}
+        req = urllib.request.Request(f'http://{addr}{self.path}', method=self.command, headers=hdrs)
+        try:
+            r = urllib.request.urlopen(req)
+            code, rh, data = r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            code, rh, data = e.code, e.headers, e.read()
+        keep = {k: v for k, v in rh.items() if k.lower() in ('content-type', 'docker-content-digest', 'www-authenticate', 'docker-distribution-api-version')}
+        self.reply(code, keep, data, body)
+    def reply(self, code, hdrs, data, body):
+        self.send_response(code)
+        for k, v in hdrs.items(): self.send_header(k, v)
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        if body: self.wfile.write(data)
+    def do_GET(self): self.fwd(True)
+    def do_HEAD(self): self.fwd(False)
+s = ThreadingHTTPServer(('127.0.0.1', 0), H)
+s.daemon_threads = True
+threading.Thread(target=s.serve_forever, daemon=True).start()
+print(s.server_address[1], flush=True)
+sys.stdin.read()
+release.set()
+"#;
+
+fn race_push(reg: &Registry, tag: &str, layers: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", RACE_PY, "push", &reg.addr(), "race", tag, layers])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "push: {}", text(&out).1);
+    text(&out).0.trim().to_string()
+}
+
+/// The holding proxy; killed (and its stdin closed) on drop.
+struct HoldingProxy(std::process::Child, String);
+
+impl HoldingProxy {
+    fn get(&self, what: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://{}/{what}", self.1)])
+            .output()
+            .unwrap();
+        text(&out).0
+    }
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn rmi_during_a_pull_that_reuses_its_layer_keeps_the_store_consistent() {
+    use std::io::BufRead;
+    let reg = Registry::start();
+    let d = Daemon::start();
+    race_push(&reg, "1", "1");
+    let held = race_push(&reg, "2", "2");
+    let mut child = Command::new("python3")
+        .args(["-c", RACE_PY, "proxy", &reg.addr(), &held])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let proxy = HoldingProxy(child, format!("127.0.0.1:{}", port.trim()));
+    let one = format!("{}/race:1", proxy.1);
+    d.docker_ok(&["pull", &one]);
+    // race:2 reuses race:1's layer (its snapshot exists) and waits for its second blob.
+    let two = format!("{}/race:2", proxy.1);
+    let mut pull = Command::new("docker")
+        .args(["-H", &d.host(), "pull", &two])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while proxy.get("seen").trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pull never reached the blob"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // rmi deletes race:1's records now; its layer, which the pull reuses, stays.
+    let out = d.docker_ok(&["rmi", &one]);
+    assert!(out.contains("Deleted"), "{out}");
+    proxy.get("release");
+    assert!(pull.wait().unwrap().success(), "{}", d.log());
+    let name = format!("race-{}", common::unique());
+    d.docker_ok(&["create", "--name", &name, &two]);
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = tmp.path().join("fs.tar");
+    d.docker_ok(&["export", "-o", tar.to_str().unwrap(), &name]);
+    let out = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let listing = text(&out).0;
+    assert!(
+        listing.contains("l1/f") && listing.contains("l2/f"),
+        "{listing}"
+    );
+    d.docker_ok(&["rm", &name]);
+    // Once the image goes too, nothing is left behind: no snapshot, no blob.
+    d.docker_ok(&["rmi", &two]);
+    assert_eq!(d.docker_ok(&["images", "-q"]), "");
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.data_root().join("snapshots/metadata.json")).unwrap(),
+    )
+    .unwrap();
+    let left = index["snapshots"].as_object().map(|m| m.len()).unwrap_or(0);
+    assert_eq!(left, 0, "{index}");
+    let blobs = walk_files(&d.data_root().join("content"));
+    assert!(blobs.is_empty(), "blobs left: {blobs:?}");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

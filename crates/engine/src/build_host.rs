@@ -211,6 +211,8 @@ impl BuildHost for EngineBuildHost {
             (false, Ok(img)) => img,
             _ => {
                 let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+                // Image GC must not collect what this pull reuses until it is recorded.
+                let _lease = e.pull_lease().await;
                 let id = e.pull_image(name, None, tx).await.map_err(host_err)?;
                 e.find_image(&id).map_err(host_err)?
             }

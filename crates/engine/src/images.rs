@@ -362,22 +362,14 @@ impl Engine {
         Ok(out)
     }
 
-    /// Deletes an image row and then the snapshots and blobs nothing references any more.
+    /// Deletes an image row and then the snapshots and blobs nothing references any more
+    /// (once no pull is in flight).
     pub(crate) fn delete_image_data(&self, img: &ImageRecord) -> Result<()> {
         let layers = self.db.image_layers(&img.id)?;
         self.db.delete_image(&img.id)?;
-        self.collect_layers(&layers)?;
-        if !self.db.blob_in_use(&img.id)? {
-            let _ = self
-                .content
-                .delete(&img.id.parse().kind_ctx(ErrorKind::Internal, "image id")?);
-        }
-        if let Some(m) = &img.manifest_digest {
-            if let Ok(d) = m.parse() {
-                let _ = self.content.delete(&d);
-            }
-        }
-        Ok(())
+        // A pull in flight may be reusing these: collection waits for it (prune.rs).
+        let blobs = std::iter::once(img.id.clone()).chain(img.manifest_digest.clone());
+        self.collect_or_defer(layers, blobs.collect())
     }
 
     /// Removes the snapshots (top first) and blobs of `layers` that no image uses any more.

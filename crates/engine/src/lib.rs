@@ -92,6 +92,8 @@ pub struct Engine {
     pub(crate) execs: Mutex<HashMap<String, containers::exec::ExecRecord>>,
     pub(crate) net: berth_network::Networking,
     pub(crate) dns: tokio::sync::Mutex<HashMap<String, berth_network::dns::DnsServer>>,
+    /// Image garbage collection against pulls in flight.
+    pub(crate) gc: prune::GcState,
 }
 
 impl Engine {
@@ -130,6 +132,7 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             net,
             dns: tokio::sync::Mutex::new(HashMap::new()),
+            gc: prune::GcState::default(),
         });
         engine.ensure_builtin_networks()?;
         engine.restore().await?;

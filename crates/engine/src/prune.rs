@@ -2,31 +2,97 @@
 //! `builder prune`. Garbage collection follows the references in the metadata DB.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
+use crate::db::LayerRow;
 use crate::error::{EngineError, Result};
 use crate::images::ImageRecord;
 use crate::model::ContainerRecord;
 use crate::volumes::dir_size;
 use crate::Engine;
 
-/// Pulls in flight hold this shared; image garbage collection holds it exclusively. A
-/// pull reuses blobs and snapshots that no DB record protects until it records its image,
-/// so the collector must not run under it. (One engine per process: a static is enough.)
-static GC: LazyLock<Arc<RwLock<()>>> = LazyLock::new(|| Arc::new(RwLock::new(())));
+/// Image garbage collection against pulls in flight, one per [`Engine`]. Pulls hold the
+/// lock shared; collection holds it exclusively. A pull reuses blobs and snapshots that no
+/// DB record protects until it records its image, so nothing may delete those under it:
+/// `image prune` refuses while a pull runs, and `rmi` deletes the image's records at once
+/// but leaves its snapshots and blobs to [`Engine::collect_deferred`], run when the last
+/// pull lease drops.
+#[derive(Default)]
+pub struct GcState {
+    lock: Arc<RwLock<()>>,
+    /// Layers and blobs of deleted images whose collection waits for the pulls in flight.
+    pending: Mutex<Deferred>,
+}
 
-/// Held by a pull for its whole duration; see [`Engine::pull_lease`].
-pub type PullLease = OwnedRwLockReadGuard<()>;
+#[derive(Default)]
+struct Deferred {
+    layers: Vec<LayerRow>,
+    blobs: Vec<String>,
+}
+
+/// Held by a pull for its whole duration; see [`Engine::pull_lease`]. Dropping the last
+/// one runs the collection that `rmi` deferred meanwhile.
+pub struct PullLease {
+    guard: Option<OwnedRwLockReadGuard<()>>,
+    engine: Arc<Engine>,
+}
+
+impl Drop for PullLease {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if let Err(e) = self.engine.collect_deferred() {
+            tracing::warn!("gc after pull: {e}");
+        }
+    }
+}
 
 impl Engine {
-    /// A lease that keeps image garbage collection (`image prune`, `system prune`) from
-    /// running while it is held: take it before a pull starts and drop it once the image is
-    /// recorded (or the pull failed). Waits while a collection is running.
-    pub async fn pull_lease(&self) -> PullLease {
-        Arc::clone(&GC).read_owned().await
+    /// A lease that keeps image garbage collection (`image prune`, `system prune`, the
+    /// snapshot and blob removal of `rmi`) from touching anything while it is held: take
+    /// it before a pull starts (API pulls and a build's `FROM`) and drop it once the image
+    /// is recorded (or the pull failed). Waits while a collection is running.
+    pub async fn pull_lease(self: &Arc<Self>) -> PullLease {
+        let guard = Arc::clone(&self.gc.lock).read_owned().await;
+        PullLease {
+            guard: Some(guard),
+            engine: Arc::clone(self),
+        }
+    }
+
+    /// Removes the snapshots and blobs of a deleted image that nothing references any more
+    /// (`layers` of the image, then the `blobs` config and manifest digests), or, while a
+    /// pull is in flight (or a collection runs), records them for [`Self::collect_deferred`].
+    pub(crate) fn collect_or_defer(&self, layers: Vec<LayerRow>, blobs: Vec<String>) -> Result<()> {
+        {
+            let mut p = self.gc.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.layers.extend(layers);
+            p.blobs.extend(blobs);
+        }
+        self.collect_deferred()
+    }
+
+    /// Collects what [`Self::collect_or_defer`] recorded, unless a pull or another
+    /// collection holds the GC lock (the last of them runs it again when it ends).
+    pub fn collect_deferred(&self) -> Result<()> {
+        let Ok(_gc) = Arc::clone(&self.gc.lock).try_write_owned() else {
+            return Ok(());
+        };
+        let Deferred { layers, blobs } = {
+            let mut p = self.gc.pending.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *p)
+        };
+        self.collect_layers(&layers)?;
+        for b in blobs {
+            if !self.db.blob_in_use(&b)? {
+                if let Ok(d) = b.parse() {
+                    let _ = self.content.delete(&d);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes build cache records and the snapshots only they kept alive. Returns the
@@ -78,7 +144,7 @@ impl Engine {
     /// layers that only the pruned images reference so far), as Docker refuses a second
     /// prune running at once.
     pub fn prune_images(&self, all: bool) -> Result<(Vec<Value>, u64)> {
-        let _gc = Arc::clone(&GC).try_write_owned().map_err(|_| {
+        let gc = Arc::clone(&self.gc.lock).try_write_owned().map_err(|_| {
             EngineError::conflict(
                 "a pull is in progress: image prune would race with it, try again once it is done",
             )
@@ -111,6 +177,8 @@ impl Engine {
             self.delete_image_data(&img)?;
             out.push(json!({"Deleted": img.id}));
         }
+        drop(gc);
+        self.collect_deferred()?;
         Ok((out, space))
     }
 
