@@ -205,10 +205,16 @@ impl Backend {
         }
     }
 
-    /// Lets the created container's process exec its program.
+    /// Lets the created container's process exec its program. The built-in runtime does
+    /// this in-process through the init's notify socket (see [`super::lcstart`]) unless the
+    /// container has hooks.
     pub fn start(&self) -> Result<(), BackendError> {
         match &self.kind {
-            Kind::Builtin { .. } => self.lc("start"),
+            Kind::Builtin { root, .. } => match super::lcstart::start(&root.join(&self.id)) {
+                Ok(super::lcstart::Started::Done) => Ok(()),
+                Ok(super::lcstart::Started::NeedsLibcontainer) => self.lc("start"),
+                Err(e) => Err(self.builtin_err("start", e)),
+            },
             Kind::Runc { .. } => self.runc("start", &["start".as_ref(), self.id.as_ref()], None),
         }
     }

@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod builtin;
 pub mod handlers;
+pub mod lcstart;
 pub mod log;
 pub mod monitor;
 pub mod process;
