@@ -21,6 +21,9 @@ bench_cleanup() {
   sleep 1
   nft delete table ip "berth_bench_$TAG" 2>/dev/null || true
   ip link del "bb$TAG" 2>/dev/null || true
+  # Leave nothing behind: unmount what the daemons left under the run's directory, remove it.
+  grep -o " $B[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$B" "/run/berth-bench-$TAG" "/run/docker-bench-$TAG" 2>/dev/null || true
 }
 trap bench_cleanup EXIT
 
