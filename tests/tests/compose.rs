@@ -184,17 +184,31 @@ fn docker_compose_up_scale_exec_restart_down() {
     );
     assert!(served.starts_with("hello from"), "{served}");
 
-    // Known engine bug: after `docker-compose restart` (parallel restarts through API
-    // 1.2x), a later stop/rm of a replica hangs; the same restarts through the docker CLI
-    // do not. Opt in with BERTH_TEST_COMPOSE_RESTART=1 until the engine is fixed.
-    if std::env::var_os("BERTH_TEST_COMPOSE_RESTART").is_some() {
-        dc_ok(&d, dir.path(), &p, &["restart"]);
-        assert_eq!(
-            web_answers(&d, &p, 3).len(),
-            3,
-            "replicas serve after restart"
-        );
-    }
+    // Parallel restarts through API 1.2x (docker-py's threads); each stop needs its SIGKILL
+    // (httpd and sh as pid 1 ignore SIGTERM), then every replica serves from a new run.
+    let started = |n: &str| d.docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", n]);
+    let web1 = format!("{p}_web_1");
+    let before = started(&web1);
+    dc_ok(&d, dir.path(), &p, &["restart"]);
+    assert_ne!(started(&web1), before, "web_1 ran again");
+    assert_eq!(
+        web_answers(&d, &p, 3).len(),
+        3,
+        "replicas serve after restart"
+    );
+
+    // stop, then start: all four come back and serve.
+    dc_ok(&d, dir.path(), &p, &["stop", "-t", "2"]);
+    let ps = dc_ok(&d, dir.path(), &p, &["ps"]);
+    assert_eq!(ps.matches("Exit ").count(), 4, "{ps}");
+    dc_ok(&d, dir.path(), &p, &["start"]);
+    let ps = dc_ok(&d, dir.path(), &p, &["ps"]);
+    assert_eq!(ps.matches(" Up ").count(), 4, "{ps}");
+    assert_eq!(
+        web_answers(&d, &p, 3).len(),
+        3,
+        "replicas serve after start"
+    );
 
     dc_ok(&d, dir.path(), &p, &["down", "-v"]);
     assert_gone(&d, &p);
@@ -291,4 +305,116 @@ fn berth_compose_bad_input_leaves_nothing_running() {
 
     bc_ok(&d, dir.path(), &p, &["down", "-v"]);
     assert_gone(&d, &p);
+}
+
+/// `curl` to the daemon's socket: `METHOD path` → the HTTP status (0 when curl failed,
+/// e.g. on its `max_secs` deadline).
+fn api(d: &Daemon, method: &str, path: &str, max_secs: u32) -> u32 {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
+        .args(["-m", &max_secs.to_string(), "--unix-socket"])
+        .arg(&d.socket)
+        .arg(format!("http://berth{path}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Runs `METHOD /v1.25/containers/{id}{suffix}` for every id at once; returns the statuses.
+fn api_parallel(d: &Daemon, method: &str, ids: &[String], suffix: &str) -> Vec<u32> {
+    std::thread::scope(|s| {
+        let calls: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let path = format!("/v1.25/containers/{id}{suffix}");
+                s.spawn(move || api(d, method, &path, 120))
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    })
+}
+
+/// What docker-compose's restart does (parallel `POST /v1.25/containers/ID/restart`), then
+/// `docker restart` of all at once, a client that hangs up mid-restart, and parallel stops
+/// and removals: every call answers and every container runs a new process each time.
+#[test]
+fn parallel_api_restarts_then_stop_and_rm() {
+    let d = Daemon::start();
+    let image = d.pull("busybox:1");
+    // httpd as pid 1 ignores SIGTERM: every stop ends with the SIGKILL after the timeout.
+    let run = || {
+        d.docker_ok(&[
+            "run",
+            "-d",
+            "-p",
+            "80",
+            &image,
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www",
+        ])
+        .trim()
+        .to_owned()
+    };
+    let ids: Vec<String> = (0..3).map(|_| run()).collect();
+    let state = |id: &str| d.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", id]);
+    let serves = |id: &str| {
+        let port = d.docker_ok(&["port", id, "80/tcp"]);
+        let port = port.lines().next().unwrap().rsplit(':').next().unwrap();
+        let mut got = String::new();
+        poll(&format!("{id} serving on {port}"), || {
+            got = curl(port).unwrap_or_default();
+            !got.is_empty()
+        });
+        assert_eq!(got, "hi", "{id}");
+    };
+
+    for round in 0..2 {
+        let before: Vec<String> = ids.iter().map(|id| state(id)).collect();
+        let codes = api_parallel(&d, "POST", &ids, "/restart?t=1");
+        assert_eq!(codes, vec![204; 3], "round {round}");
+        for (id, old) in ids.iter().zip(&before) {
+            let now = state(id);
+            assert!(now.starts_with("running "), "{id}: {now}");
+            assert_ne!(&now, old, "{id} runs a new process");
+            serves(id);
+        }
+    }
+
+    // The docker CLI restarting all three in one command.
+    let before: Vec<String> = ids.iter().map(|id| state(id)).collect();
+    let mut args = vec!["restart", "-t", "1"];
+    args.extend(ids.iter().map(String::as_str));
+    d.docker_ok(&args);
+    for (id, old) in ids.iter().zip(&before) {
+        assert_ne!(&state(id), old, "{id} restarted by the CLI");
+        serves(id);
+    }
+
+    // A client that hangs up before the restart is done (t=3 while it gives up after 1 s):
+    // the restart still completes, as with dockerd.
+    let old = state(&ids[0]);
+    let code = api(
+        &d,
+        "POST",
+        &format!("/v1.25/containers/{}/restart?t=3", ids[0]),
+        1,
+    );
+    assert_eq!(code, 0, "the client gave up first");
+    poll("restart completes after the client left", || {
+        let now = state(&ids[0]);
+        now.starts_with("running ") && now != old
+    });
+    serves(&ids[0]);
+
+    assert_eq!(api_parallel(&d, "POST", &ids, "/stop?t=1"), vec![204; 3]);
+    for id in &ids {
+        assert!(state(id).starts_with("exited "), "{id}: {}", state(id));
+    }
+    assert_eq!(api_parallel(&d, "DELETE", &ids, "?v=1"), vec![204; 3]);
+    let left = d.docker_ok(&["ps", "-aq"]);
+    assert!(left.trim().is_empty(), "{left}");
 }

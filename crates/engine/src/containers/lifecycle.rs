@@ -230,20 +230,31 @@ impl Engine {
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds (the
     /// container's StopTimeout or 10 when None). Returns `Ok(false)` if it was not running.
+    ///
+    /// The stop runs in its own task: a caller that goes away (an API client hanging up)
+    /// does not leave the container half stopped, as with dockerd.
     pub async fn stop_container(
         self: &Arc<Self>,
         name: &str,
         timeout: Option<i64>,
         signal: Option<&str>,
     ) -> Result<bool> {
-        let mut c = self.find_container(name)?;
-        c.manually_stopped = true;
-        reset_backoff(&c.id);
-        if c.state.restarting {
-            c.state.restarting = false;
-            c.state.status = "exited".into();
-        }
-        self.save_container(&c)?;
+        let engine = Arc::clone(self);
+        let (name, signal) = (name.to_string(), signal.map(str::to_string));
+        detached("stop", &name.clone(), async move {
+            engine.stop_now(&name, timeout, signal.as_deref()).await
+        })
+        .await
+    }
+
+    /// The body of [`Engine::stop_container`].
+    async fn stop_now(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<bool> {
+        let c = self.mark_stopped(name).await?;
         if !c.state.running {
             return Ok(false);
         }
@@ -254,21 +265,31 @@ impl Engine {
             .unwrap_or_else(|| "SIGTERM".into());
         let timeout = timeout.or(c.config.stop_timeout).unwrap_or(10);
         let sig = parse_signal(&sig)?;
-        let state_dir = self.state_dir(&c.id);
-        if let Ok(client) = ShimClient::connect(&state_dir).await {
+        let client = ShimClient::connect(&self.state_dir(&c.id)).await.ok();
+        if let Some(client) = &client {
             if c.state.paused {
                 let _ = client.resume().await;
             }
             let _ = client.kill(sig).await;
-            let exited = timeout >= 0
-                && tokio::time::timeout(
-                    Duration::from_secs(timeout as u64),
-                    self.wait_container(&c.id, WaitCondition::NotRunning),
-                )
-                .await
-                .is_ok();
-            if !exited {
-                let _ = client.kill(libc::SIGKILL).await;
+        } else {
+            // The record says running but no shim answers on its socket: signal the init
+            // directly, so the shim (or the monitor's fallback) still learns the exit.
+            signal_init(&c, sig);
+        }
+        let exited = timeout >= 0
+            && tokio::time::timeout(
+                Duration::from_secs(timeout as u64),
+                self.wait_container(&c.id, WaitCondition::NotRunning),
+            )
+            .await
+            .is_ok();
+        if !exited {
+            let killed = match &client {
+                Some(client) => client.kill(libc::SIGKILL).await.is_ok(),
+                None => false,
+            };
+            if !killed {
+                signal_init(&c, libc::SIGKILL);
             }
         }
         self.wait_container(&c.id, WaitCondition::NotRunning)
@@ -279,18 +300,42 @@ impl Engine {
         Ok(true)
     }
 
-    /// Stops (if running) then starts a container.
+    /// Records that a user stopped the container (no restart policy brings it back) and
+    /// returns the current record. Done under the container's op lock with a fresh read,
+    /// so it cannot overwrite a state change (an exit, a start) made meanwhile.
+    async fn mark_stopped(&self, name: &str) -> Result<ContainerRecord> {
+        let id = self.find_container(name)?.id;
+        let op = self.live.with(&id, |l| l.op.clone());
+        let _guard = op.lock().await;
+        let mut c = self.find_container(&id)?;
+        c.manually_stopped = true;
+        reset_backoff(&c.id);
+        if c.state.restarting {
+            c.state.restarting = false;
+            c.state.status = "exited".into();
+        }
+        self.save_container(&c)?;
+        Ok(c)
+    }
+
+    /// Stops (if running) then starts a container. Like a stop, it runs in its own task and
+    /// completes even when the caller goes away.
     pub async fn restart_container(
         self: &Arc<Self>,
         name: &str,
         timeout: Option<i64>,
     ) -> Result<()> {
-        self.stop_container(name, timeout, None).await?;
-        self.start_container(name).await?;
-        if let Ok(c) = self.find_container(name) {
-            self.container_event(&c, "restart");
-        }
-        Ok(())
+        let engine = Arc::clone(self);
+        let name = name.to_string();
+        detached("restart", &name.clone(), async move {
+            engine.stop_container(&name, timeout, None).await?;
+            engine.start_container(&name).await?;
+            if let Ok(c) = engine.find_container(&name) {
+                engine.container_event(&c, "restart");
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Waits for `condition`; returns the exit code.
@@ -341,13 +386,12 @@ impl Engine {
         force: bool,
         volumes: bool,
     ) -> Result<()> {
-        let mut c = self.find_container(name)?;
-        if force {
+        let c = if force {
             // No restart policy may bring it back while it goes.
-            c.manually_stopped = true;
-            reset_backoff(&c.id);
-            self.save_container(&c)?;
-        }
+            self.mark_stopped(name).await?
+        } else {
+            self.find_container(name)?
+        };
         if c.state.running && !c.state.restarting {
             if !force {
                 return Err(EngineError::conflict(format!(
@@ -444,5 +488,33 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs `fut` in its own task and returns its result, so that dropping the caller (an API
+/// client that hung up) does not cancel an operation half done.
+pub(crate) async fn detached<T: Send + 'static>(
+    op: &str,
+    name: &str,
+    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(fut)
+        .await
+        .map_err(|e| EngineError::internal(format!("{op} {name}: task failed: {e}")))?
+}
+
+/// Sends `sig` to the container's init by its recorded pid, when that process still
+/// exists and belongs to the container's cgroup (so a reused pid is never signalled).
+fn signal_init(c: &ContainerRecord, sig: i32) {
+    if c.state.pid <= 0 {
+        return;
+    }
+    let cgroups =
+        std::fs::read_to_string(format!("/proc/{}/cgroup", c.state.pid)).unwrap_or_default();
+    if !cgroups.lines().any(|l| l.ends_with(&format!("/{}", c.id))) {
+        return;
+    }
+    if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.state.pid as i32), sig);
     }
 }

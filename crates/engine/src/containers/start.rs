@@ -37,11 +37,22 @@ impl Engine {
     }
 
     /// Starts a container; `by_user` is false for restarts made by the restart policy.
+    /// The start runs in its own task: a caller that goes away mid-start (an API client
+    /// hanging up) cannot leave a spawned shim behind a record that says "exited".
     pub(crate) async fn start_container_as(
         self: &Arc<Self>,
         name: &str,
         by_user: bool,
     ) -> Result<bool> {
+        let engine = Arc::clone(self);
+        let owned = name.to_string();
+        let task: std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send>> =
+            Box::pin(async move { engine.start_now(&owned, by_user).await });
+        super::lifecycle::detached("start", name, task).await
+    }
+
+    /// The body of [`Engine::start_container_as`].
+    async fn start_now(self: &Arc<Self>, name: &str, by_user: bool) -> Result<bool> {
         let c = self.find_container(name)?;
         let op = self.live.with(&c.id, |l| l.op.clone());
         let guard = op.lock().await;
