@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::{ExitStatus, ShimClient};
+use berth_runtime::{ContainerStatus, ExitStatus, ShimClient};
 
 use super::now_rfc3339;
 use crate::error::{EngineError, ErrorKind, Result, ResultExt};
@@ -64,6 +64,22 @@ pub enum WaitCondition {
     NextExit,
     /// Waits until the container is removed.
     Removed,
+}
+
+/// The exit code to answer a waiter with once the container is gone: the one recorded with
+/// the last change it was told of (its exit may have been recorded and the record removed
+/// before it looked), else the one it last read.
+fn exit_after_removal(
+    rx: &tokio::sync::watch::Receiver<super::Changed>,
+    start_gen: u64,
+    last_read: i64,
+) -> i64 {
+    let seen = *rx.borrow();
+    if seen.generation != start_gen {
+        seen.exit_code
+    } else {
+        last_read
+    }
 }
 
 /// Parses a signal given as a name ("SIGTERM", "TERM", "kill") or a number.
@@ -342,7 +358,7 @@ impl Engine {
     pub async fn wait_container(&self, name: &str, condition: WaitCondition) -> Result<i64> {
         let c = self.find_container(name)?;
         let mut rx = self.live.with(&c.id, |l| l.changed.subscribe());
-        let start_gen = *rx.borrow_and_update();
+        let start_gen = rx.borrow_and_update().generation;
         let mut seen_running = c.state.running;
         let mut last_code = c.state.exit_code;
         loop {
@@ -355,7 +371,7 @@ impl Engine {
                 last_code = cur.state.exit_code;
             }
             match (&cur, condition) {
-                (None, _) => return Ok(last_code),
+                (None, _) => return Ok(exit_after_removal(&rx, start_gen, last_code)),
                 (Some(cur), WaitCondition::NotRunning)
                     if !cur.state.running && !cur.state.restarting =>
                 {
@@ -365,7 +381,7 @@ impl Engine {
                     if cur.state.running {
                         seen_running = true;
                     } else if seen_running
-                        || *rx.borrow() != start_gen && cur.state.status == "exited"
+                        || rx.borrow().generation != start_gen && cur.state.status == "exited"
                     {
                         return Ok(cur.state.exit_code);
                     }
@@ -373,7 +389,7 @@ impl Engine {
                 _ => {}
             }
             if rx.changed().await.is_err() {
-                return Ok(last_code);
+                return Ok(exit_after_removal(&rx, start_gen, last_code));
             }
         }
     }
@@ -432,8 +448,9 @@ impl Engine {
         self.db.delete("containers", "id", &c.id)?;
         reset_backoff(&c.id);
         self.container_event(&c, "destroy");
-        self.live
-            .with(&c.id, |l| l.changed.send_modify(|v| *v += 1));
+        self.live.with(&c.id, |l| {
+            l.changed.send_modify(|v| v.bump(c.state.exit_code))
+        });
         self.live.forget(&c.id);
         if volumes {
             for m in c.mounts.iter().filter(|m| m.kind == "volume") {
@@ -455,11 +472,28 @@ impl Engine {
         for mut c in all {
             if c.state.running || c.state.restarting {
                 let state_dir = self.state_dir(&c.id);
-                if c.state.running && ShimClient::connect(&state_dir).await.is_ok() {
-                    self.republish_ports(&c).await;
-                    self.spawn_monitor(c.id.clone());
-                    self.spawn_health(&c);
-                    continue;
+                if c.state.running {
+                    if let Ok(client) = ShimClient::connect(&state_dir).await {
+                        match client.state().await {
+                            // Exited while the daemon was down and its shim still lingers:
+                            // record it now, so no client sees it running after the start.
+                            Ok(st) if st.status == ContainerStatus::Stopped => {
+                                let status = match st.exit {
+                                    Some(exit) => Some(exit),
+                                    None => client.wait().await.ok(),
+                                };
+                                self.on_exit(&c.id, status).await;
+                                continue;
+                            }
+                            // Running (or the shim did not say): its monitor learns the exit.
+                            _ => {
+                                self.republish_ports(&c).await;
+                                self.spawn_monitor(c.id.clone());
+                                self.spawn_health(&c);
+                                continue;
+                            }
+                        }
+                    }
                 }
                 if c.state.restarting {
                     c.state.running = true;

@@ -43,7 +43,7 @@ pub(crate) struct PendingAttach {
 /// Per-container state that only lives while the daemon runs.
 pub(crate) struct Live {
     /// Bumped on every state change; waiters watch it.
-    pub changed: watch::Sender<u64>,
+    pub changed: watch::Sender<Changed>,
     /// Attach streams to open right before the next start.
     pub pending: Vec<PendingAttach>,
     /// Serialises start/stop/remove of one container.
@@ -53,10 +53,30 @@ pub(crate) struct Live {
 impl Default for Live {
     fn default() -> Self {
         Self {
-            changed: watch::channel(0).0,
+            changed: watch::channel(Changed::default()).0,
             pending: Vec::new(),
             op: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+}
+
+/// What waiters watch of a container: a generation bumped on every change, and the exit
+/// code as of that change. The exit code outlives the record: a `--rm` container may be
+/// recorded as exited and removed before a waiter wakes, and the waiter must still answer
+/// with its exit code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Changed {
+    /// Bumped on every change.
+    pub generation: u64,
+    /// The record's exit code when it last changed.
+    pub exit_code: i64,
+}
+
+impl Changed {
+    /// Marks a change of a record whose exit code is now `exit_code`.
+    pub(crate) fn bump(&mut self, exit_code: i64) {
+        self.generation += 1;
+        self.exit_code = exit_code;
     }
 }
 
@@ -110,8 +130,9 @@ impl Engine {
     /// Stores a container record and wakes everyone waiting on its state.
     pub(crate) fn save_container(&self, c: &ContainerRecord) -> Result<()> {
         self.db.put_named("containers", &c.id, &c.name, c)?;
-        self.live
-            .with(&c.id, |l| l.changed.send_modify(|v| *v += 1));
+        self.live.with(&c.id, |l| {
+            l.changed.send_modify(|v| v.bump(c.state.exit_code))
+        });
         Ok(())
     }
 
