@@ -392,8 +392,16 @@ impl Engine {
                 per_net.remove(&c.id);
             }
         }
-        if let Err(e) = self.net.unpublish(&c.id).await {
-            tracing::warn!("unpublish ports of {}: {e}", c.id);
+        // Rules exist only for a container that asked for ports (listing them costs an nft
+        // run, on the path of every exit and removal).
+        let hc = &c.host_config;
+        let may_publish = hc.publish_all_ports
+            || hc.port_bindings.as_ref().is_some_and(|b| !b.is_empty())
+            || !c.ports.is_empty();
+        if may_publish {
+            if let Err(e) = self.net.unpublish(&c.id).await {
+                tracing::warn!("unpublish ports of {}: {e}", c.id);
+            }
         }
         for ep in c.networks.values_mut() {
             if !ep.host_veth.is_empty() {

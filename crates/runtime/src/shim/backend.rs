@@ -247,6 +247,18 @@ impl Backend {
         }
     }
 
+    /// Cleanup once the init was reaped. runc keeps state outside the shim's directory and
+    /// needs its `delete`. libcontainer's state lives in `state_dir/lc` and its cgroups are
+    /// ones the engine removes in every hierarchy on teardown (or, if it is down, when it
+    /// starts), so the built-in runtime skips a `berth-shim lc delete` process here: it sat
+    /// on the path of every exit a client waits for.
+    pub fn cleanup_after_exit(&self) -> Result<(), BackendError> {
+        match &self.kind {
+            Kind::Builtin { .. } => Ok(()),
+            Kind::Runc { .. } => self.delete(),
+        }
+    }
+
     /// Starts `process.json` in the running container; returns the new process's pid,
     /// which ends up a child of this (subreaper) process.
     pub fn exec(

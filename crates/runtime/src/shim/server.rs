@@ -479,12 +479,15 @@ impl Shim {
         if let Err(e) = write_json_atomic(&self.cfg.state_dir.join(EXIT_NAME), &exit) {
             eprintln!("berth-shim {}: {e}", self.cfg.id);
         }
-        if let Err(e) = self.backend.delete() {
-            eprintln!("berth-shim {}: {e}", self.cfg.id);
-        }
         self.init.exit = Some(exit.clone());
         self.init.release_fds();
+        // Waiters hear of the exit first; the runtime's cleanup runs while the engine
+        // records it. A retire request is served only after this returns, so the engine
+        // never reuses the state directory before the cleanup is done.
         self.release(&Owner::Init, Some(exit));
+        if let Err(e) = self.backend.cleanup_after_exit() {
+            eprintln!("berth-shim {}: {e}", self.cfg.id);
+        }
     }
 
     /// Replies to waiters of `owner` and closes its streams once flushed.
