@@ -1,0 +1,213 @@
+//! `berthd --userns-remap=default`: every container runs in a user namespace whose root
+//! is the first subordinate id of `dockremap` on the host, as with Docker; `--userns=host`
+//! opts one container out. Seen from inside (id, uid_map, writing anywhere in the rootfs
+//! and in a named volume) and from the host (the process's uid, the owner of what it
+//! wrote in the snapshot's upper directory and in the volume).
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+macro_rules! both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
+        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
+    };
+}
+
+both_runtimes!(
+    remapped_root_owns_what_it_writes,
+    named_volume_and_engine_files_are_writable,
+    userns_host_opts_out,
+);
+
+/// The first subordinate uid and gid of `dockremap`: the container's root on the host.
+fn remapped_root() -> (u32, u32) {
+    let first = |file: &str| -> u32 {
+        let text = std::fs::read_to_string(file).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("dockremap:"))
+            .unwrap_or_else(|| panic!("no dockremap range in {file}:\n{text}"));
+        line.split(':').nth(1).unwrap().parse().unwrap()
+    };
+    (first("/etc/subuid"), first("/etc/subgid"))
+}
+
+fn remap_daemon() -> (Daemon, String) {
+    let d = Daemon::start_with(&["--userns-remap=default"]);
+    let img = d.pull("busybox:1");
+    (d, img)
+}
+
+/// Every `fs` directory of the daemon's snapshots holding `name` at its top.
+fn in_upper_dirs(d: &Daemon, name: &str) -> Vec<PathBuf> {
+    let snaps = d.data_root().join("snapshots");
+    std::fs::read_dir(&snaps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs").join(name))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let md = p.symlink_metadata().unwrap();
+    (md.uid(), md.gid())
+}
+
+fn remapped_root_owns_what_it_writes(rt: &str) {
+    let (d, img) = remap_daemon();
+    let (uid, gid) = remapped_root();
+    assert!(uid >= 100000, "dockremap's range starts at {uid}");
+    let info = d.docker_ok(&["info", "-f", "{{json .SecurityOptions}}"]);
+    assert!(info.contains("name=userns"), "{info}");
+
+    let name = format!("u{}", unique());
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        rt,
+        "--name",
+        &name,
+        &img,
+        "sleep",
+        "300",
+    ]);
+    let inside = d.docker_ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "id -u; id -g; cat /proc/self/uid_map; cat /proc/self/gid_map; stat -c '%u:%g' /bin/busybox / /etc; \
+         touch /made-in-root && mkdir -p /etc/made.d && echo x > /etc/made.d/f && echo x >> /bin/busybox-note && echo wrote",
+    ]);
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[0], "0", "{inside}");
+    assert_eq!(lines[1], "0", "{inside}");
+    let map: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(map, ["0", &uid.to_string(), "65536"], "{inside}");
+    let gmap: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(gmap, ["0", &gid.to_string(), "65536"], "{inside}");
+    // Image files and directories appear owned by root inside.
+    assert_eq!(&lines[4..7], ["0:0", "0:0", "0:0"], "{inside}");
+    assert_eq!(lines[7], "wrote", "{inside}");
+
+    // On the host the container's process runs as the subordinate ids.
+    let pid = d.docker_ok(&["inspect", "-f", "{{.State.Pid}}", &name]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |key: &str| -> Vec<u32> {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(ids("Uid:"), [uid; 4], "{status}");
+    assert_eq!(ids("Gid:"), [gid; 4], "{status}");
+
+    // What it wrote lands in its upper directory, owned by the subordinate ids; the
+    // image's layers are untouched.
+    let made = in_upper_dirs(&d, "made-in-root");
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(owner(&made[0]), (uid, gid));
+    let upper = made[0].parent().unwrap();
+    assert_eq!(owner(&upper.join("etc/made.d/f")), (uid, gid));
+    assert!(in_upper_dirs(&d, "bin/busybox")
+        .iter()
+        .all(|p| owner(p) == (0, 0)));
+
+    let mode = d.docker_ok(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", &name]);
+    assert_eq!(mode, "");
+    d.docker_ok(&["rm", "-f", &name]);
+}
+
+fn named_volume_and_engine_files_are_writable(rt: &str) {
+    let (d, img) = remap_daemon();
+    let (uid, gid) = remapped_root();
+    let vol = format!("v{}", unique());
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "-v",
+        &format!("{vol}:/data"),
+        &img,
+        "sh",
+        "-c",
+        "echo hi > /data/f && stat -c '%u:%g' /data/f /data && echo 10.9.9.9 extra >> /etc/hosts && \
+         echo ok >> /etc/resolv.conf && hostname > /etc/hostname && echo wrote",
+    ]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0:0", "0:0", "wrote"],
+        "{out}"
+    );
+    let mountpoint = d.docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]);
+    let f = Path::new(&mountpoint).join("f");
+    assert_eq!(owner(&f), (uid, gid));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "hi\n");
+    // A second container sees and extends the volume.
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "-v",
+        &format!("{vol}:/data"),
+        &img,
+        "sh",
+        "-c",
+        "cat /data/f && echo more >> /data/f && echo ok",
+    ]);
+    assert_eq!(out, "hi\nok");
+}
+
+fn userns_host_opts_out(rt: &str) {
+    let (d, img) = remap_daemon();
+    let name = format!("h{}", unique());
+    let out = d.docker_ok(&[
+        "run",
+        "--runtime",
+        rt,
+        "--name",
+        &name,
+        "--userns=host",
+        &img,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; touch /hostroot && echo wrote",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    let map: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(map, ["0", "0", "4294967295"], "{out}");
+    assert_eq!(lines[1], "wrote");
+    let made = in_upper_dirs(&d, "hostroot");
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(owner(&made[0]), (0, 0));
+    let mode = d.docker_ok(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", &name]);
+    assert_eq!(mode, "host");
+    // Privileged needs the opt-out, as in Docker.
+    let out = d.docker(&["run", "--rm", "--runtime", rt, "--privileged", &img, "true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--userns=host"),
+        "{:?}",
+        text(&out)
+    );
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "--privileged",
+        "--userns=host",
+        &img,
+        "true",
+    ]);
+    d.docker_ok(&["rm", "-f", &name]);
+}
