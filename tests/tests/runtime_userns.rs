@@ -44,7 +44,7 @@ fn remap_daemon() -> (Daemon, String) {
 
 /// Every `fs` directory of the daemon's snapshots holding `name` at its top.
 fn in_upper_dirs(d: &Daemon, name: &str) -> Vec<PathBuf> {
-    let snaps = d.data_root().join("snapshots");
+    let snaps = d.data_root().join("snapshots/snapshots");
     std::fs::read_dir(&snaps)
         .unwrap()
         .flatten()
@@ -58,6 +58,21 @@ fn owner(p: &Path) -> (u32, u32) {
     (md.uid(), md.gid())
 }
 
+/// The container's output once it printed `marker` (it keeps running afterwards).
+fn logs_until(d: &Daemon, name: &str, marker: &str) -> String {
+    for _ in 0..200 {
+        let out = d.docker_ok(&["logs", name]);
+        if out.lines().any(|l| l == marker) {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "{name} never printed {marker}: {}",
+        d.docker_ok(&["logs", name])
+    );
+}
+
 fn remapped_root_owns_what_it_writes(rt: &str) {
     let (d, img) = remap_daemon();
     let (uid, gid) = remapped_root();
@@ -66,6 +81,10 @@ fn remapped_root_owns_what_it_writes(rt: &str) {
     assert!(info.contains("name=userns"), "{info}");
 
     let name = format!("u{}", unique());
+    let script = "id -u; id -g; cat /proc/self/uid_map; cat /proc/self/gid_map; \
+                  stat -c '%u:%g' /bin/busybox / /etc; \
+                  touch /made-in-root && mkdir -p /etc/made.d && echo x > /etc/made.d/f && \
+                  echo x >> /bin/busybox-note && echo wrote; exec sleep 300";
     d.docker_ok(&[
         "run",
         "-d",
@@ -74,17 +93,11 @@ fn remapped_root_owns_what_it_writes(rt: &str) {
         "--name",
         &name,
         &img,
-        "sleep",
-        "300",
-    ]);
-    let inside = d.docker_ok(&[
-        "exec",
-        &name,
         "sh",
         "-c",
-        "id -u; id -g; cat /proc/self/uid_map; cat /proc/self/gid_map; stat -c '%u:%g' /bin/busybox / /etc; \
-         touch /made-in-root && mkdir -p /etc/made.d && echo x > /etc/made.d/f && echo x >> /bin/busybox-note && echo wrote",
+        script,
     ]);
+    let inside = logs_until(&d, &name, "wrote");
     let lines: Vec<&str> = inside.lines().collect();
     assert_eq!(lines[0], "0", "{inside}");
     assert_eq!(lines[1], "0", "{inside}");
@@ -116,12 +129,27 @@ fn remapped_root_owns_what_it_writes(rt: &str) {
     assert_eq!(owner(&made[0]), (uid, gid));
     let upper = made[0].parent().unwrap();
     assert_eq!(owner(&upper.join("etc/made.d/f")), (uid, gid));
-    assert!(in_upper_dirs(&d, "bin/busybox")
-        .iter()
-        .all(|p| owner(p) == (0, 0)));
+    let layer_files = in_upper_dirs(&d, "bin/busybox");
+    assert!(!layer_files.is_empty());
+    assert!(layer_files.iter().all(|p| owner(p) == (0, 0)));
 
     let mode = d.docker_ok(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", &name]);
     assert_eq!(mode, "");
+
+    // runc's exec joins the container's user namespace; libcontainer 0.7's cannot, so the
+    // built-in runtime refuses rather than run the process as the host's root.
+    let exec = d.docker(&["exec", &name, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    if rt == "runc" {
+        let out = ok(exec, &["exec"]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "0", "{out}");
+        let map: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(map, ["0", &uid.to_string(), "65536"], "{out}");
+    } else {
+        assert!(!exec.status.success());
+        let (_, err) = text(&exec);
+        assert!(err.contains("user namespace"), "{err}");
+    }
     d.docker_ok(&["rm", "-f", &name]);
 }
 

@@ -76,8 +76,8 @@ fn pin_both(
             source,
         }
     };
-    let pid = spawn_parked(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
-        .map_err(sys("clone"))?;
+    let pid =
+        spawn_parked(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(sys("clone"))?;
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let pinned = (|| {
         fs::write(proc.join("uid_map"), uid_map).map_err(|source| NetnsError::Io {
