@@ -136,20 +136,27 @@ fn remapped_root_owns_what_it_writes(rt: &str) {
     let mode = d.docker_ok(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", &name]);
     assert_eq!(mode, "");
 
-    // runc's exec joins the container's user namespace; libcontainer 0.7's cannot, so the
-    // built-in runtime refuses rather than run the process as the host's root.
-    let exec = d.docker(&["exec", &name, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
-    if rt == "runc" {
-        let out = ok(exec, &["exec"]);
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "0", "{out}");
-        let map: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(map, ["0", &uid.to_string(), "65536"], "{out}");
-    } else {
-        assert!(!exec.status.success());
-        let (_, err) = text(&exec);
-        assert!(err.contains("user namespace"), "{err}");
-    }
+    // An exec joins the container's user namespace too (the built-in runtime's own exec
+    // path: libcontainer's tenant builder would leave it out), with the container's
+    // capabilities and seccomp filter.
+    let out = d.docker_ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; grep -E '^(CapEff|Seccomp):' /proc/self/status | cut -f2; \
+         touch /etc/by-exec && echo wrote",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(map, ["0", &uid.to_string(), "65536"], "{out}");
+    assert_eq!(&lines[2..], ["00000000a80425fb", "2", "wrote"], "{out}");
+    assert_eq!(owner(&upper.join("etc/by-exec")), (uid, gid));
+    let out = d.docker_ok(&["exec", "-u", "1000:1000", &name, "id", "-u"]);
+    assert_eq!(out, "1000");
+    let exec = d.docker(&["exec", &name, "no-such-command"]);
+    assert!(!exec.status.success());
     d.docker_ok(&["rm", "-f", &name]);
 }
 

@@ -74,28 +74,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Refuses exec into a remapped container of the built-in runtime: libcontainer 0.7's
-    /// tenant builder joins every namespace of the container but its user namespace, so
-    /// the process would run as the host's root. runc joins it.
-    pub(crate) fn check_remap_exec(&self, c: &ContainerRecord) -> Result<()> {
-        let builtin = matches!(
-            self.runtime_kind(&c.runtime),
-            berth_runtime::RuntimeKind::Builtin
-        );
-        if builtin && self.remap_of(&c.host_config).is_some() {
-            return Err(EngineError::new(
-                crate::error::ErrorKind::NotImplemented,
-                format!(
-                    "exec into {}: the built-in runtime cannot join a container's user \
-                     namespace (--userns-remap); run the container with --runtime runc \
-                     or --userns=host",
-                    c.name
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Creates the network namespace of `c` at `netns`: under remapping, owned by a new user
     /// namespace with the remapped ids, pinned beside it.
     pub(crate) fn create_netns_for(&self, c: &ContainerRecord, netns: &Path) -> Result<()> {
