@@ -157,6 +157,27 @@ fn remapped_root_owns_what_it_writes(rt: &str) {
     assert_eq!(out, "1000");
     let exec = d.docker(&["exec", &name, "no-such-command"]);
     assert!(!exec.status.success());
+
+    // A commit records the owners the container saw, not the subordinate ids.
+    let committed = format!("committed-{}", unique());
+    d.docker_ok(&["commit", &name, &committed]);
+    for userns in ["--userns=host", "--userns="] {
+        let out = d.docker_ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            rt,
+            userns,
+            &committed,
+            "stat",
+            "-c",
+            "%u:%g",
+            "/made-in-root",
+            "/etc/made.d/f",
+            "/etc/by-exec",
+        ]);
+        assert_eq!(out, "0:0\n0:0\n0:0", "{userns}");
+    }
     d.docker_ok(&["rm", "-f", &name]);
 }
 

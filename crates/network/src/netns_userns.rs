@@ -115,3 +115,40 @@ fn spawn_parked(flags: CloneFlags) -> nix::Result<nix::unistd::Pid> {
     // pause(2), which is async-signal-safe, until the parent kills it.
     unsafe { nix::sched::clone(park, &mut stack, flags, Some(libc::SIGCHLD)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// The pinned network namespace can be joined after the pinned user namespace (it is
+    /// owned by it), whose map is the one given; removing both pins works.
+    #[test]
+    fn netns_is_owned_by_the_pinned_userns() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (net, user) = (dir.path().join("net"), dir.path().join("user"));
+        create_netns_in_userns(&net, &user, "0 300000 1000\n", "0 300000 1000\n").unwrap();
+        assert!(create_netns_in_userns(&net, &user, "0 1 1\n", "0 1 1\n").is_err());
+        let out = Command::new("nsenter")
+            .arg(format!("--user={}", user.display()))
+            .arg(format!("--net={}", net.display()))
+            .args(["cat", "/proc/self/uid_map", "/proc/net/dev"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(&fields[..3], ["0", "300000", "1000"], "{text}");
+        // Only the loopback device: the namespace joined is the new one.
+        let devices: Vec<&str> = text.lines().skip(3).collect();
+        assert_eq!(devices.len(), 1, "{text}");
+        assert!(devices[0].trim_start().starts_with("lo:"), "{text}");
+        remove_netns(&net).unwrap();
+        remove_netns(&user).unwrap();
+        assert!(!net.exists() && !user.exists());
+    }
+}

@@ -70,6 +70,15 @@ pub struct IdRange {
 }
 
 impl IdRange {
+    /// The id inside the namespace of host id `outside_id`; ids outside the range are
+    /// returned unchanged.
+    pub fn to_inside(&self, outside_id: u32) -> u32 {
+        match outside_id.checked_sub(self.outside) {
+            Some(off) if off < self.count => self.inside.saturating_add(off),
+            _ => outside_id,
+        }
+    }
+
     /// The line of `/proc/PID/uid_map` for this range.
     pub fn map_line(&self) -> String {
         format!("{} {} {}\n", self.inside, self.outside, self.count)
@@ -302,6 +311,16 @@ mod tests {
             outside,
             count: 65536,
         }
+    }
+
+    #[test]
+    fn to_inside_shifts_only_ids_in_range() {
+        let r = range(100000);
+        assert_eq!(r.to_inside(100000), 0);
+        assert_eq!(r.to_inside(101000), 1000);
+        assert_eq!(r.to_inside(165535), 65535);
+        assert_eq!(r.to_inside(165536), 165536);
+        assert_eq!(r.to_inside(0), 0);
     }
 
     /// Image files owned by 0 appear owned by the remapped root; what the remapped root

@@ -74,6 +74,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Maps an owner in a container's upper dir to the one its committed layer records:
+    /// under remapping the subordinate ids go back to the container's own.
+    pub(crate) fn layer_owners(
+        &self,
+        host_config: &crate::model::HostConfig,
+    ) -> impl Fn(u32, u32) -> (u32, u32) {
+        let ranges = self.remap_of(host_config).map(|ns| (ns.uids(), ns.gids()));
+        move |uid, gid| match ranges {
+            Some((u, g)) => (u.to_inside(uid), g.to_inside(gid)),
+            None => (uid, gid),
+        }
+    }
+
     /// Creates the network namespace of `c` at `netns`: under remapping, owned by a new user
     /// namespace with the remapped ids, pinned beside it.
     pub(crate) fn create_netns_for(&self, c: &ContainerRecord, netns: &Path) -> Result<()> {
