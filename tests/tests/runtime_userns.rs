@@ -158,6 +158,15 @@ fn remapped_root_owns_what_it_writes(rt: &str) {
     let exec = d.docker(&["exec", &name, "no-such-command"]);
     assert!(!exec.status.success());
 
+    // docker cp into it gives the files to its root.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("copied"), "c").unwrap();
+    let from = src.path().join("copied").display().to_string();
+    d.docker_ok(&["cp", &from, &format!("{name}:/etc/")]);
+    assert_eq!(owner(&upper.join("etc/copied")), (uid, gid));
+    let out = d.docker_ok(&["exec", &name, "stat", "-c", "%u:%g", "/etc/copied"]);
+    assert_eq!(out, "0:0");
+
     // A commit records the owners the container saw, not the subordinate ids.
     let committed = format!("committed-{}", unique());
     d.docker_ok(&["commit", &name, &committed]);

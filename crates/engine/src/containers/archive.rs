@@ -344,12 +344,18 @@ impl Engine {
         }
         let access = self.root_access(&c.id, true).await?;
         let (name, path) = (c.name.clone(), path.to_string());
+        let owner = self
+            .remap_of(&c.host_config)
+            .map(|ns| (ns.root_uid(), ns.root_gid()));
         tokio::task::spawn_blocking(move || {
             let r = extract(
                 &access.root,
                 &path,
                 &name,
-                no_overwrite_dir_non_dir,
+                Extract {
+                    no_overwrite_dir_non_dir,
+                    owner,
+                },
                 ChannelReader::new(tar),
             );
             drop(access);
@@ -360,14 +366,25 @@ impl Engine {
     }
 }
 
+/// How [`extract`] treats what it writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extract {
+    /// refuse to replace a directory by a non-directory or the reverse
+    pub no_overwrite_dir_non_dir: bool,
+    /// host (uid, gid) to give every extracted entry: the remapped root of a container
+    /// under `--userns-remap` (otherwise entries belong to the host's root, as in Docker)
+    pub owner: Option<(u32, u32)>,
+}
+
 /// Extracts a tar into the directory `path` under `root`, every entry resolved within it.
 pub fn extract(
     root: &Path,
     path: &str,
     container: &str,
-    no_overwrite_dir_non_dir: bool,
+    opts: Extract,
     reader: impl Read,
 ) -> Result<()> {
+    let no_overwrite_dir_non_dir = opts.no_overwrite_dir_non_dir;
     let dest = resolve_in_root(root, path, true)?;
     let meta = std::fs::metadata(&dest).map_err(|_| not_found(path, container))?;
     if !meta.is_dir() {
@@ -437,6 +454,10 @@ pub fn extract(
         entry
             .unpack(&target)
             .map_err(|e| EngineError::internal(format!("extract {name} in {container}: {e}")))?;
+        if let Some((uid, gid)) = opts.owner {
+            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
+                .map_err(|e| EngineError::internal(format!("chown {name} in {container}: {e}")))?;
+        }
     }
     Ok(())
 }
@@ -481,7 +502,7 @@ mod tests {
         h.set_mode(0o644);
         b.append_data(&mut h, "esc/tmp/pwned", &b"hi"[..]).unwrap();
         let data = b.into_inner().unwrap();
-        extract(r, "/dst", "c", false, &data[..]).unwrap();
+        extract(r, "/dst", "c", Extract::default(), &data[..]).unwrap();
         assert!(r.join("tmp/pwned").exists());
     }
 
