@@ -144,8 +144,9 @@ impl IdmapUserns {
         self.gids
     }
 
-    /// A detached clone of the mount at `dir` whose ids are shifted by this mapping.
-    fn idmapped_clone(&self, dir: &Path) -> Result<OwnedFd, IdmapError> {
+    /// A detached clone of the mount at `dir` whose ids are shifted by this mapping,
+    /// read-only when `readonly`.
+    fn idmapped_clone(&self, dir: &Path, readonly: bool) -> Result<OwnedFd, IdmapError> {
         let err = |step, errno: std::io::Error| IdmapError::Idmap {
             path: dir.to_path_buf(),
             step,
@@ -159,7 +160,7 @@ impl IdmapUserns {
                 | OpenTreeFlags::AT_RECURSIVE,
         )
         .map_err(|e| err("open_tree", e.into()))?;
-        set_idmap(tree.as_fd(), self.fd.as_fd()).map_err(|e| err("mount_setattr", e))?;
+        set_idmap(tree.as_fd(), self.fd.as_fd(), readonly).map_err(|e| err("mount_setattr", e))?;
         Ok(tree)
     }
 
@@ -195,14 +196,16 @@ fn spawn_parked_child() -> std::io::Result<nix::unistd::Pid> {
     Ok(pid)
 }
 
-/// `mount_setattr(tree, "", AT_EMPTY_PATH, {MOUNT_ATTR_IDMAP, userns})` (rustix and nix
-/// have no wrapper for it).
+/// `mount_setattr(tree, "", AT_EMPTY_PATH, {MOUNT_ATTR_IDMAP [| RDONLY], userns})` (rustix
+/// and nix have no wrapper for it).
 fn set_idmap(
     tree: std::os::fd::BorrowedFd<'_>,
     userns: std::os::fd::BorrowedFd<'_>,
+    readonly: bool,
 ) -> std::io::Result<()> {
+    let ro = if readonly { libc::MOUNT_ATTR_RDONLY } else { 0 };
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_set: libc::MOUNT_ATTR_IDMAP | ro,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
@@ -238,7 +241,7 @@ pub fn mount_all_idmapped(
         match m.kind.as_str() {
             "overlay" => mount_overlay_idmapped(m, target, userns)?,
             "bind" if m.options.iter().any(|o| o == "ro") => {
-                let tree = userns.idmapped_clone(Path::new(&m.source))?;
+                let tree = userns.idmapped_clone(Path::new(&m.source), true)?;
                 move_mount(
                     &tree,
                     "",
@@ -278,7 +281,7 @@ fn mount_overlay_idmapped(
             Some(("lowerdir", dirs)) => {
                 let mut names = Vec::new();
                 for d in dirs.split(':') {
-                    let tree = userns.idmapped_clone(Path::new(d))?;
+                    let tree = userns.idmapped_clone(Path::new(d), false)?;
                     names.push(format!("/proc/self/fd/{}", tree.as_raw_fd()));
                     held.push(tree);
                 }
@@ -357,5 +360,40 @@ mod tests {
         assert_eq!(up.uid(), 231072);
         assert_eq!(std::fs::metadata(p("lower/etc/f")).unwrap().uid(), 0);
         assert_eq!(std::fs::read_to_string(p("lower/etc/f")).unwrap(), "x");
+    }
+
+    /// A read-only view is an idmapped bind: owners shifted, writes refused.
+    #[test]
+    fn readonly_bind_is_idmapped() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::write(src.join("f"), "x").unwrap();
+        let ns = IdmapUserns::new(range(300000), range(300000)).unwrap();
+        let m = Mount {
+            kind: "bind".into(),
+            source: src.display().to_string(),
+            target: String::new(),
+            options: vec!["rbind".into(), "ro".into()],
+        };
+        mount_all_idmapped(&[m], &dst, &ns).unwrap();
+        let seen = std::fs::metadata(dst.join("f")).unwrap();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(dst.to_str().unwrap()))
+            .map(str::to_string);
+        crate::unmount(&dst).unwrap();
+        assert_eq!(seen.uid(), 300000);
+        let line = line.expect("mounted");
+        let opts = line.split(' ').nth(5).unwrap();
+        assert!(opts.split(',').any(|o| o == "ro"), "{line}");
+        assert!(opts.split(',').any(|o| o == "idmapped"), "{line}");
+        assert_eq!(std::fs::metadata(src.join("f")).unwrap().uid(), 0);
     }
 }
