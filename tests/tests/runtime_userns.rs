@@ -53,6 +53,24 @@ fn in_upper_dirs(d: &Daemon, name: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// "UID/GID NAME" lines of a tar, read with GNU tar.
+fn tar_owners(tar: &Path) -> String {
+    let out = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(tar)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {}", f[1], f[5])
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn owner(p: &Path) -> (u32, u32) {
     let md = p.symlink_metadata().unwrap();
     (md.uid(), md.gid())
@@ -166,6 +184,21 @@ fn remapped_root_owns_what_it_writes(rt: &str) {
     assert_eq!(owner(&upper.join("etc/copied")), (uid, gid));
     let out = d.docker_ok(&["exec", &name, "stat", "-c", "%u:%g", "/etc/copied"]);
     assert_eq!(out, "0:0");
+
+    // docker cp out of it and docker export carry the ids it sees.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out_path = out_dir.path().join("made.tar");
+    let out = d.docker(&["cp", &format!("{name}:/etc/made.d"), "-"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    std::fs::write(&out_path, &out.stdout).unwrap();
+    let listing = tar_owners(&out_path);
+    assert!(listing.contains("0/0 made.d/f"), "{listing}");
+    let exported = out_dir.path().join("export.tar");
+    d.docker_ok(&["export", "-o", exported.to_str().unwrap(), &name]);
+    let listing = tar_owners(&exported);
+    assert!(listing.contains("0/0 made-in-root"), "{listing}");
+    assert!(listing.contains("0/0 etc/made.d/f"), "{listing}");
+    assert!(!listing.contains(&format!("{uid}/")), "{listing}");
 
     // A commit records the owners the container saw, not the subordinate ids.
     let committed = format!("committed-{}", unique());

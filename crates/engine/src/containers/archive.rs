@@ -224,17 +224,22 @@ impl Read for ChannelReader {
     }
 }
 
-/// Writes `host` (a file, symlink or directory tree) into a tar on `tx` under `name`.
-fn tar_into(host: &Path, name: &str, tx: mpsc::Sender<Bytes>) -> Result<()> {
+/// Writes `host` (a file, symlink or directory tree) into a tar on `tx` under `name`,
+/// owners through `owners`.
+fn tar_into(
+    host: &Path,
+    name: &str,
+    tx: mpsc::Sender<Bytes>,
+    owners: berth_image::OwnerMap<'_>,
+) -> Result<()> {
     let w = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx));
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     let err = |e: std::io::Error| EngineError::internal(format!("archive {}: {e}", host.display()));
     let meta = std::fs::symlink_metadata(host).map_err(err)?;
+    export::append_entry(&mut b, host, Path::new(name), &meta, owners).map_err(err)?;
     if meta.is_dir() {
-        b.append_dir_all(name, host).map_err(err)?;
-    } else {
-        b.append_path_with_name(host, name).map_err(err)?;
+        export::write_tree(&mut b, host, Path::new(name), owners).map_err(err)?;
     }
     b.into_inner().map_err(err)?.flush().map_err(err)?;
     Ok(())
@@ -298,8 +303,9 @@ impl Engine {
         let (host, stat) = stat_in_root(&access.root, path, name)?;
         let (tx, rx) = mpsc::channel(8);
         let entry = stat.name.clone();
+        let owners = self.layer_owners(&self.find_container(name)?.host_config);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = tar_into(&host, &entry, tx) {
+            if let Err(e) = tar_into(&host, &entry, tx, &owners) {
                 tracing::debug!("{e}");
             }
             drop(access);
@@ -313,10 +319,12 @@ impl Engine {
         let c = self.find_container(name)?;
         let access = self.root_access(&c.id, false).await?;
         let (tx, rx) = mpsc::channel(8);
+        let owners = self.layer_owners(&c.host_config);
         tokio::task::spawn_blocking(move || {
             let w = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx));
             let mut b = tar::Builder::new(w);
-            if let Err(e) = export::write_tree(&mut b, &access.root).and_then(|_| b.finish()) {
+            let written = export::write_tree(&mut b, &access.root, Path::new(""), &owners);
+            if let Err(e) = written.and_then(|_| b.finish()) {
                 tracing::debug!("export {}: {e}", c.id);
             }
             drop(access);
