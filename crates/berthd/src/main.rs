@@ -41,6 +41,10 @@ struct Args {
     /// Parent cgroup of all containers.
     #[arg(long, default_value = "berth")]
     cgroup_parent: String,
+    /// Run containers in a user namespace: `default` (user dockremap, created if missing)
+    /// or USER[:GROUP], whose first ranges in /etc/subuid and /etc/subgid are used.
+    #[arg(long)]
+    userns_remap: Option<String>,
     /// Log filter (tracing syntax), e.g. info or debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -111,6 +115,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.bridge_subnet = args.bip.clone();
     cfg.nft_table = args.nft_table.clone();
     cfg.cgroup_parent = args.cgroup_parent.clone();
+    if let Some(v) = &args.userns_remap {
+        let remap = berth_engine::userns::resolve_remap(v)?;
+        tracing::info!(
+            "user namespaces: root is {}:{} ({} ids from {})",
+            remap.uids.outside,
+            remap.gids.outside,
+            remap.uids.count,
+            remap.user
+        );
+        cfg.userns_remap = Some(remap);
+    }
     let engine = berth_engine::Engine::open(cfg)
         .await
         .context("open engine")?;

@@ -20,6 +20,7 @@ pub mod networking;
 pub mod networks;
 pub mod prune;
 pub mod system;
+pub mod userns;
 pub mod users;
 pub mod volumes;
 
@@ -58,6 +59,8 @@ pub struct EngineConfig {
     pub nft_table: String,
     /// Parent cgroup of every container.
     pub cgroup_parent: String,
+    /// `--userns-remap`: run containers in a user namespace with these ids (None = off).
+    pub userns_remap: Option<userns::RemapConfig>,
 }
 
 impl EngineConfig {
@@ -75,6 +78,7 @@ impl EngineConfig {
             bridge_subnet: "172.29.0.0/16".into(),
             nft_table: "berth".into(),
             cgroup_parent: "berth".into(),
+            userns_remap: None,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct Engine {
     pub(crate) dns: tokio::sync::Mutex<HashMap<String, berth_network::dns::DnsServer>>,
     /// Image garbage collection against pulls in flight.
     pub(crate) gc: prune::GcState,
+    /// The user namespace remapped containers' layers are idmapped with (`--userns-remap`).
+    pub(crate) idmap: Option<berth_snapshot::IdmapUserns>,
 }
 
 impl Engine {
@@ -108,6 +114,10 @@ impl Engine {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| EngineError::internal(format!("create {}: {e}", dir.display())))?;
         }
+        let idmap = match &cfg.userns_remap {
+            Some(r) => Some(open_idmap(r, &cfg.data_root)?),
+            None => None,
+        };
         let db = db::Db::open(&cfg.data_root.join("metadata.db"))?;
         let content = ContentStore::open(cfg.data_root.join("content"))
             .map_err(|e| EngineError::internal(format!("content store: {e}")))?;
@@ -133,14 +143,37 @@ impl Engine {
             net,
             dns: tokio::sync::Mutex::new(HashMap::new()),
             gc: prune::GcState::default(),
+            idmap,
         });
         engine.ensure_builtin_networks()?;
         engine.restore().await?;
         Ok(engine)
     }
 
+    /// The idmapping namespace when `container` runs remapped: remapping is on and the
+    /// container did not ask for `--userns=host`.
+    pub(crate) fn remap_of(
+        &self,
+        host_config: &model::HostConfig,
+    ) -> Option<&berth_snapshot::IdmapUserns> {
+        self.idmap
+            .as_ref()
+            .filter(|_| host_config.userns_mode != "host")
+    }
+
     /// The configuration this engine runs with.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
+}
+
+/// The namespace to idmap remapped containers' layers with; the data root's path is made
+/// searchable by the remapped root.
+fn open_idmap(
+    r: &userns::RemapConfig,
+    data_root: &std::path::Path,
+) -> Result<berth_snapshot::IdmapUserns> {
+    userns::make_searchable(data_root).map_err(|e| EngineError::internal(e.to_string()))?;
+    berth_snapshot::IdmapUserns::new(r.uids, r.gids)
+        .map_err(|e| EngineError::internal(format!("--userns-remap: {e}")))
 }

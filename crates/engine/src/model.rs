@@ -105,6 +105,8 @@ pub struct HostConfig {
     pub ulimits: Option<Vec<Ulimit>>,
     pub devices: Option<Vec<Value>>,
     pub sysctls: Option<BTreeMap<String, String>>,
+    /// `--userns`: "host" opts out of the daemon's `--userns-remap`; "" follows it.
+    pub userns_mode: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -17,6 +17,7 @@ impl Engine {
         let dir = self.container_dir(&c.id);
         let hostname = c.config.hostname.clone();
         let mut hosts = String::new();
+        self.check_remap_network(c)?;
         let ns = if mode == "host" {
             hosts =
                 std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_string());

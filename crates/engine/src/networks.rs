@@ -171,7 +171,7 @@ impl Engine {
     ) -> Result<(NetnsMode, Option<Ipv4Addr>)> {
         let ns = self.netns_path(&c.id);
         berth_network::remove_netns(&ns).ok();
-        berth_network::create_netns(&ns).ctx(format!("create network namespace of {}", c.name))?;
+        self.create_netns_for(c, &ns)?;
         let names = self.container_network_names(c);
         let mut primary = None;
         for (i, name) in names.iter().enumerate() {
@@ -419,10 +419,11 @@ impl Engine {
             ep.endpoint_id.clear();
         }
         c.ports.clear();
-        let ns = self.netns_path(&c.id);
-        if ns.exists() {
-            if let Err(e) = berth_network::remove_netns(&ns) {
-                tracing::warn!("remove netns of {}: {e}", c.id);
+        for ns in [self.netns_path(&c.id), self.userns_path(&c.id)] {
+            if ns.exists() {
+                if let Err(e) = berth_network::remove_netns(&ns) {
+                    tracing::warn!("remove {} of {}: {e}", ns.display(), c.id);
+                }
             }
         }
         self.refresh_dns().await;

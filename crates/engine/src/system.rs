@@ -113,9 +113,18 @@ impl Engine {
             "LiveRestoreEnabled": true,
             "Isolation": "",
             "InitBinary": "",
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "SecurityOptions": self.security_options(),
             "ProductLicense": "Apache-2.0",
             "Warnings": [],
         }))
+    }
+
+    /// `docker info`'s SecurityOptions: seccomp, and userns when `--userns-remap` is on.
+    fn security_options(&self) -> Vec<&'static str> {
+        let mut out = vec!["name=seccomp,profile=builtin"];
+        if self.idmap.is_some() {
+            out.push("name=userns");
+        }
+        out
     }
 }

@@ -21,13 +21,27 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// modes, mtimes, device numbers and xattrs (other than overlay's own) are
 /// recorded. Sockets are skipped, as Docker does.
 pub fn write_layer(upper: &Path, out: impl Write) -> Result<AppliedLayer, LayerError> {
+    write_layer_owned(upper, out, &|uid, gid| (uid, gid))
+}
+
+/// Maps an owner (uid, gid) on disk to the one recorded in a layer.
+pub type OwnerMap<'a> = &'a dyn Fn(u32, u32) -> (u32, u32);
+
+/// [`write_layer`], recording each entry's owner through `owners`: a container under
+/// `--userns-remap` wrote its files as the host's subordinate ids, and its layer must
+/// hold the ids it saw.
+pub fn write_layer_owned(
+    upper: &Path,
+    out: impl Write,
+    owners: OwnerMap<'_>,
+) -> Result<AppliedLayer, LayerError> {
     let mut hashing = Hashing::new(out);
     {
         let mut builder = tar::Builder::new(&mut hashing);
         builder.mode(HeaderMode::Complete);
         builder.follow_symlinks(false);
         let mut links = HashMap::new();
-        walk(&mut builder, upper, Path::new(""), &mut links)?;
+        walk(&mut builder, upper, Path::new(""), &mut links, owners)?;
         builder
             .finish()
             .map_err(|source| write_err(upper, source))?;
@@ -57,6 +71,7 @@ fn walk<W: Write>(
     abs: &Path,
     rel: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
+    owners: OwnerMap<'_>,
 ) -> Result<(), LayerError> {
     let mut names: Vec<_> = fs::read_dir(abs)
         .map_err(dir_err("read directory", abs))?
@@ -74,7 +89,7 @@ fn walk<W: Write>(
             wh.clear();
             wh.push(".wh.");
             wh.push(&name);
-            let mut h = header(&md, EntryType::Regular);
+            let mut h = header(&md, EntryType::Regular, owners);
             h.set_mode(md.mode() & 0o777);
             h.set_size(0);
             b.append_data(&mut h, rel.join(wh), io::empty())
@@ -94,21 +109,21 @@ fn walk<W: Write>(
                 .map_err(|e| write_err(&path, e))?;
         }
         if ft.is_dir() {
-            let mut h = header(&md, EntryType::Directory);
+            let mut h = header(&md, EntryType::Directory, owners);
             h.set_size(0);
             b.append_data(&mut h, &rel_path, io::empty())
                 .map_err(|e| write_err(&path, e))?;
             if xattr::get(&path, OPAQUE_XATTR).ok().flatten().as_deref() == Some(b"y") {
-                let mut h = header(&md, EntryType::Regular);
+                let mut h = header(&md, EntryType::Regular, owners);
                 h.set_mode(0o644);
                 h.set_size(0);
                 b.append_data(&mut h, rel_path.join(".wh..wh..opq"), io::empty())
                     .map_err(|e| write_err(&path, e))?;
             }
-            walk(b, &path, &rel_path, links)?;
+            walk(b, &path, &rel_path, links, owners)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(dir_err("read link", &path))?;
-            let mut h = header(&md, EntryType::Symlink);
+            let mut h = header(&md, EntryType::Symlink, owners);
             h.set_size(0);
             b.append_link(&mut h, &rel_path, &target)
                 .map_err(|e| write_err(&path, e))?;
@@ -116,7 +131,7 @@ fn walk<W: Write>(
             let key = (md.dev(), md.ino());
             if md.nlink() > 1 {
                 if let Some(first) = links.get(&key) {
-                    let mut h = header(&md, EntryType::Link);
+                    let mut h = header(&md, EntryType::Link, owners);
                     h.set_size(0);
                     b.append_link(&mut h, &rel_path, first)
                         .map_err(|e| write_err(&path, e))?;
@@ -124,7 +139,7 @@ fn walk<W: Write>(
                 }
                 links.insert(key, rel_path.clone());
             }
-            let mut h = header(&md, EntryType::Regular);
+            let mut h = header(&md, EntryType::Regular, owners);
             h.set_size(md.len());
             let f = File::open(&path).map_err(dir_err("open", &path))?;
             b.append_data(&mut h, &rel_path, f)
@@ -137,7 +152,7 @@ fn walk<W: Write>(
             } else {
                 EntryType::Block
             };
-            let mut h = header(&md, kind);
+            let mut h = header(&md, kind, owners);
             h.set_size(0);
             if !ft.is_fifo() {
                 let dev = md.rdev();
@@ -153,12 +168,13 @@ fn walk<W: Write>(
     Ok(())
 }
 
-fn header(md: &fs::Metadata, kind: EntryType) -> Header {
+fn header(md: &fs::Metadata, kind: EntryType, owners: OwnerMap<'_>) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(md.mode() & 0o7777);
-    h.set_uid(u64::from(md.uid()));
-    h.set_gid(u64::from(md.gid()));
+    let (uid, gid) = owners(md.uid(), md.gid());
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
     h.set_mtime(u64::try_from(md.mtime()).unwrap_or(0));
     h
 }

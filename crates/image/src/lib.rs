@@ -10,7 +10,7 @@ pub mod reference;
 pub mod unpack;
 
 pub use config::ImageConfig;
-pub use diff::write_layer;
+pub use diff::{write_layer, write_layer_owned, OwnerMap};
 pub use layer::{apply_layer, chain_id, chain_ids, AppliedLayer, LayerError};
 pub use manifest::{
     choose_platform, parse_manifest, Descriptor, ImageIndex, ImageManifest, Manifest, Platform,

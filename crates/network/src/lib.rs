@@ -29,6 +29,7 @@ pub mod files;
 pub mod ipam;
 mod netlink;
 pub mod netns;
+mod netns_userns;
 mod nft;
 pub mod ports;
 mod setup;
@@ -39,6 +40,7 @@ pub use files::{
 };
 pub use ipam::{default_subnet_for, free_subnet, host_routes, overlaps, Ipam, IpamError, Ipv4Net};
 pub use netns::{create_netns, in_netns, remove_netns, NetnsError};
+pub use netns_userns::create_netns_in_userns;
 pub use nft::NftError;
 pub use ports::{allocate_host_port, PortError, PortMapping, Proto};
 pub use setup::{cleanup_all, mac_for, Endpoint, NetworkError, NetworkSpec, Networking};

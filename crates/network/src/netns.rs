@@ -150,7 +150,7 @@ where
 }
 
 /// Sets `IFF_UP` on `lo` of the calling thread's network namespace.
-fn set_loopback_up() -> io::Result<()> {
+pub(crate) fn set_loopback_up() -> io::Result<()> {
     // SAFETY: plain socket/ioctl calls on a zeroed, correctly sized ifreq; the
     // socket is closed before returning.
     unsafe {

@@ -19,8 +19,8 @@ pub use client::{
 };
 pub use oci_spec;
 pub use spec::{
-    build_spec, cgroups_path, DeviceSpec, MountSpec, NetnsMode, SeccompMode, SpecError,
-    SpecOptions, UserSpec,
+    build_spec, cgroups_path, DeviceSpec, IdMapping, MountSpec, NetnsMode, SeccompMode, SpecError,
+    SpecOptions, UserSpec, UsernsMaps,
 };
 pub use types::{
     read_exit, CgroupStats, ExecConfig, ExitStatus, LogConfig, LogDriver, RuntimeKind, ShimConfig,

@@ -6,9 +6,11 @@
 //! read-only snapshot of a parent. The snapshotter only describes mounts
 //! ([`Mount`]); callers mount them with [`mount_all`].
 
+mod idmap;
 mod index;
 mod mount;
 mod snapshotter;
 
+pub use idmap::{mount_all_idmapped, IdRange, IdmapError, IdmapUserns};
 pub use mount::{mount_all, unmount, Mount, MountError};
 pub use snapshotter::{Kind, SnapshotError, SnapshotInfo, Snapshotter, SCRATCH_PREFIX};

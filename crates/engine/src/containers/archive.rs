@@ -224,17 +224,22 @@ impl Read for ChannelReader {
     }
 }
 
-/// Writes `host` (a file, symlink or directory tree) into a tar on `tx` under `name`.
-fn tar_into(host: &Path, name: &str, tx: mpsc::Sender<Bytes>) -> Result<()> {
+/// Writes `host` (a file, symlink or directory tree) into a tar on `tx` under `name`,
+/// owners through `owners`.
+fn tar_into(
+    host: &Path,
+    name: &str,
+    tx: mpsc::Sender<Bytes>,
+    owners: berth_image::OwnerMap<'_>,
+) -> Result<()> {
     let w = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx));
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     let err = |e: std::io::Error| EngineError::internal(format!("archive {}: {e}", host.display()));
     let meta = std::fs::symlink_metadata(host).map_err(err)?;
+    export::append_entry(&mut b, host, Path::new(name), &meta, owners).map_err(err)?;
     if meta.is_dir() {
-        b.append_dir_all(name, host).map_err(err)?;
-    } else {
-        b.append_path_with_name(host, name).map_err(err)?;
+        export::write_tree(&mut b, host, Path::new(name), owners).map_err(err)?;
     }
     b.into_inner().map_err(err)?.flush().map_err(err)?;
     Ok(())
@@ -298,8 +303,9 @@ impl Engine {
         let (host, stat) = stat_in_root(&access.root, path, name)?;
         let (tx, rx) = mpsc::channel(8);
         let entry = stat.name.clone();
+        let owners = self.layer_owners(&self.find_container(name)?.host_config);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = tar_into(&host, &entry, tx) {
+            if let Err(e) = tar_into(&host, &entry, tx, &owners) {
                 tracing::debug!("{e}");
             }
             drop(access);
@@ -313,10 +319,12 @@ impl Engine {
         let c = self.find_container(name)?;
         let access = self.root_access(&c.id, false).await?;
         let (tx, rx) = mpsc::channel(8);
+        let owners = self.layer_owners(&c.host_config);
         tokio::task::spawn_blocking(move || {
             let w = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx));
             let mut b = tar::Builder::new(w);
-            if let Err(e) = export::write_tree(&mut b, &access.root).and_then(|_| b.finish()) {
+            let written = export::write_tree(&mut b, &access.root, Path::new(""), &owners);
+            if let Err(e) = written.and_then(|_| b.finish()) {
                 tracing::debug!("export {}: {e}", c.id);
             }
             drop(access);
@@ -344,12 +352,18 @@ impl Engine {
         }
         let access = self.root_access(&c.id, true).await?;
         let (name, path) = (c.name.clone(), path.to_string());
+        let owner = self
+            .remap_of(&c.host_config)
+            .map(|ns| (ns.root_uid(), ns.root_gid()));
         tokio::task::spawn_blocking(move || {
             let r = extract(
                 &access.root,
                 &path,
                 &name,
-                no_overwrite_dir_non_dir,
+                Extract {
+                    no_overwrite_dir_non_dir,
+                    owner,
+                },
                 ChannelReader::new(tar),
             );
             drop(access);
@@ -360,14 +374,25 @@ impl Engine {
     }
 }
 
+/// How [`extract`] treats what it writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extract {
+    /// refuse to replace a directory by a non-directory or the reverse
+    pub no_overwrite_dir_non_dir: bool,
+    /// host (uid, gid) to give every extracted entry: the remapped root of a container
+    /// under `--userns-remap` (otherwise entries belong to the host's root, as in Docker)
+    pub owner: Option<(u32, u32)>,
+}
+
 /// Extracts a tar into the directory `path` under `root`, every entry resolved within it.
 pub fn extract(
     root: &Path,
     path: &str,
     container: &str,
-    no_overwrite_dir_non_dir: bool,
+    opts: Extract,
     reader: impl Read,
 ) -> Result<()> {
+    let no_overwrite_dir_non_dir = opts.no_overwrite_dir_non_dir;
     let dest = resolve_in_root(root, path, true)?;
     let meta = std::fs::metadata(&dest).map_err(|_| not_found(path, container))?;
     if !meta.is_dir() {
@@ -437,6 +462,10 @@ pub fn extract(
         entry
             .unpack(&target)
             .map_err(|e| EngineError::internal(format!("extract {name} in {container}: {e}")))?;
+        if let Some((uid, gid)) = opts.owner {
+            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
+                .map_err(|e| EngineError::internal(format!("chown {name} in {container}: {e}")))?;
+        }
     }
     Ok(())
 }
@@ -481,7 +510,7 @@ mod tests {
         h.set_mode(0o644);
         b.append_data(&mut h, "esc/tmp/pwned", &b"hi"[..]).unwrap();
         let data = b.into_inner().unwrap();
-        extract(r, "/dst", "c", false, &data[..]).unwrap();
+        extract(r, "/dst", "c", Extract::default(), &data[..]).unwrap();
         assert!(r.join("tmp/pwned").exists());
     }
 

@@ -189,7 +189,9 @@ impl Engine {
         }
         let engine = Arc::clone(self);
         let id = c.id.clone();
-        let layer = tokio::task::spawn_blocking(move || engine.commit_layer(&id)).await;
+        let host_config = c.host_config.clone();
+        let layer =
+            tokio::task::spawn_blocking(move || engine.commit_layer(&id, &host_config)).await;
         if paused_here {
             if let Err(e) = self.unpause_container(&c.id).await {
                 tracing::warn!("unpause {} after commit: {e}", c.id);
@@ -232,8 +234,9 @@ impl Engine {
     }
 
     /// Diffs the container's upper dir into a gzip blob and a committed snapshot; returns
-    /// the new layer's row.
-    fn commit_layer(&self, id: &str) -> Result<LayerRow> {
+    /// the new layer's row. A remapped container's owners are recorded as it saw them.
+    fn commit_layer(&self, id: &str, host_config: &crate::model::HostConfig) -> Result<LayerRow> {
+        let owners = self.layer_owners(host_config);
         let upper = self
             .snaps
             .upper_dir(id)
@@ -252,7 +255,7 @@ impl Engine {
                 std::io::BufWriter::new(file),
                 flate2::Compression::fast(),
             );
-            let written = berth_image::diff::write_layer(&upper, &mut gz)
+            let written = berth_image::diff::write_layer_owned(&upper, &mut gz, &owners)
                 .ctx(format!("layer of {}", upper.display()))?;
             let mut inner = gz.finish().ctx(format!("write {}", tmp.display()))?;
             inner.flush().ctx(format!("write {}", tmp.display()))?;

@@ -22,6 +22,7 @@ pub mod start;
 pub mod stats;
 pub mod top;
 pub mod update;
+pub mod userns;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -157,6 +158,14 @@ impl Engine {
     }
 
     /// The network namespace mount of a container.
+    /// Where the user namespace of a remapped container is pinned (beside its netns).
+    pub(crate) fn userns_path(&self, id: &str) -> PathBuf {
+        self.cfg
+            .exec_root
+            .join("userns")
+            .join(&id[..16.min(id.len())])
+    }
+
     pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
         self.cfg
             .exec_root

@@ -124,6 +124,7 @@ impl Engine {
         let netns = self.prepare_network(c).await?;
         let mut opts = self.spec_options(c, &rootfs, netns)?;
         opts.mounts.extend(self.etc_mounts(c));
+        self.chown_for_remap(c, &opts.mounts)?;
         let spec = berth_runtime::build_spec(&opts).kind_ctx(
             ErrorKind::InvalidArgument,
             format!("runtime spec of {}", c.name),
@@ -193,7 +194,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Mounts the container's snapshot at `rootfs` unless it already is.
+    /// Mounts the container's snapshot at `rootfs` unless it already is; idmapped for the
+    /// remapped root when the container runs under `--userns-remap`.
     pub(crate) fn mount_rootfs(&self, c: &mut ContainerRecord, rootfs: &Path) -> Result<()> {
         if c.mounted && is_mountpoint(rootfs) {
             return Ok(());
@@ -203,8 +205,13 @@ impl Engine {
             .snaps
             .mounts(&c.id)
             .map_err(|e| EngineError::internal(format!("rootfs of {}: {e}", c.name)))?;
-        berth_snapshot::mount_all(&mounts, rootfs)
-            .map_err(|e| EngineError::internal(format!("mount rootfs of {}: {e}", c.name)))?;
+        let mounted = match self.remap_of(&c.host_config) {
+            Some(ns) => {
+                berth_snapshot::mount_all_idmapped(&mounts, rootfs, ns).map_err(|e| e.to_string())
+            }
+            None => berth_snapshot::mount_all(&mounts, rootfs).map_err(|e| e.to_string()),
+        };
+        mounted.map_err(|e| EngineError::internal(format!("mount rootfs of {}: {e}", c.name)))?;
         c.mounted = true;
         Ok(())
     }
@@ -270,6 +277,7 @@ impl Engine {
         o.cap_add = hc.cap_add.clone().unwrap_or_default();
         o.cap_drop = hc.cap_drop.clone().unwrap_or_default();
         o.cgroup_parent = self.cfg.cgroup_parent.clone();
+        o.userns = self.userns_maps(c)?;
         for opt in hc.security_opt.clone().unwrap_or_default() {
             let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
             match k {

@@ -87,6 +87,14 @@ pub fn exec_helper(
     pid_file: &Path,
     console: Option<&Path>,
 ) -> Result<(), String> {
+    if let Some((init, spec)) = userns_container(root, id)? {
+        let text = std::fs::read(process).map_err(|e| format!("{}: {e}", process.display()))?;
+        let process: oci_spec::runtime::Process =
+            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", process.display()))?;
+        return with_default_sigpipe(|| {
+            super::userns_exec::exec(init, &spec, &process, pid_file, console)
+        });
+    }
     let built = with_default_sigpipe(|| {
         ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(root)
@@ -103,4 +111,23 @@ pub fn exec_helper(
         .map_err(|e| e.to_string())?;
     std::fs::write(pid_file, pid.as_raw().to_string())
         .map_err(|e| format!("{}: {e}", pid_file.display()))
+}
+
+/// The init pid and spec of container `root/id` when it has its own user namespace,
+/// which libcontainer's tenant builder would not join.
+fn userns_container(
+    root: &Path,
+    id: &str,
+) -> Result<Option<(i32, oci_spec::runtime::Spec)>, String> {
+    let c = Container::load(root.join(id)).map_err(|e| format!("load: {e}"))?;
+    let config = c.bundle().join("config.json");
+    let spec =
+        oci_spec::runtime::Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+    if !super::userns_exec::has_user_namespace(&spec) {
+        return Ok(None);
+    }
+    let pid = c
+        .pid()
+        .ok_or_else(|| format!("container {id} is not running"))?;
+    Ok(Some((pid.as_raw(), spec)))
 }

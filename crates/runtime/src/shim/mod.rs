@@ -24,6 +24,7 @@ pub mod process;
 pub mod server;
 pub mod signals;
 pub mod tty;
+mod userns_exec;
 
 use std::collections::HashMap;
 use std::ffi::OsString;

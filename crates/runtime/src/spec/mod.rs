@@ -5,6 +5,7 @@
 pub mod defaults;
 mod limits;
 pub mod seccomp;
+mod userns;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 
 use defaults::*;
 use limits::{capabilities, rlimits};
+pub use userns::{IdMapping, UsernsMaps};
 
 /// Errors from building a runtime spec.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +180,8 @@ pub struct SpecOptions {
     pub oom_score_adj: Option<i32>,
     /// cgroup parent ("berth" when empty)
     pub cgroup_parent: String,
+    /// run in a new user namespace with these mappings (`--userns-remap`); None = the host's
+    pub userns: Option<UsernsMaps>,
 }
 
 impl SpecOptions {
@@ -213,6 +217,7 @@ impl SpecOptions {
             devices: Vec::new(),
             oom_score_adj: None,
             cgroup_parent: "berth".into(),
+            userns: None,
         }
     }
 }
@@ -289,6 +294,9 @@ pub fn build_spec(o: &SpecOptions) -> Result<Spec, SpecError> {
         }
     }
 
+    if let Some(maps) = &o.userns {
+        userns::apply(maps, &mut linux);
+    }
     let mut doc = json!({
         "ociVersion": "1.0.2",
         "root": {"path": o.rootfs, "readonly": o.readonly_rootfs},

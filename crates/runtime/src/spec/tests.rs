@@ -185,3 +185,50 @@ fn ulimits_and_devices() {
     o.devices[0].path_on_host = "/etc/hostname-does-not-exist".into();
     assert!(matches!(build_spec(&o), Err(SpecError::Device { .. })));
 }
+
+#[test]
+fn userns_adds_namespace_first_with_mappings() {
+    let maps = UsernsMaps {
+        uid: IdMapping {
+            host_id: 100000,
+            size: 65536,
+        },
+        gid: IdMapping {
+            host_id: 200000,
+            size: 1000,
+        },
+        path: None,
+    };
+    let mut o = opts();
+    o.userns = Some(maps.clone());
+    o.netns = NetnsMode::New("/run/netns/x".into());
+    let v = to_json(&o);
+    assert_eq!(v["linux"]["namespaces"][0], json!({"type": "user"}));
+    assert_eq!(
+        v["linux"]["uidMappings"],
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}])
+    );
+    assert_eq!(
+        v["linux"]["gidMappings"],
+        json!([{"containerID": 0, "hostID": 200000, "size": 1000}])
+    );
+    // A user namespace made beforehand (owning the network namespace) is joined by path.
+    o.userns = Some(UsernsMaps {
+        path: Some("/run/berth/userns/x".into()),
+        ..maps
+    });
+    let v = to_json(&o);
+    assert_eq!(
+        v["linux"]["namespaces"][0],
+        json!({"type": "user", "path": "/run/berth/userns/x"})
+    );
+    // Without remapping nothing changes.
+    o.userns = None;
+    let v = to_json(&o);
+    assert!(v["linux"].get("uidMappings").is_none());
+    assert!(!v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "user"));
+}

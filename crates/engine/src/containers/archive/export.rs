@@ -1,15 +1,24 @@
 //! The tar writer behind `docker export`: the container's filesystem in lexical order,
 //! regular files that share an inode written once and then as tar hardlinks to the first
-//! path seen (as dockerd does), sockets left out (a tar cannot hold them).
+//! path seen (as dockerd does), sockets left out (a tar cannot hold them). Owners pass
+//! through a map: a container under `--userns-remap` has its files owned by subordinate
+//! ids on the host, and its tars carry the ids it sees.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// Writes every entry under `root` (not `root` itself) into `b`, names relative to `root`.
-/// Fails on the first entry that cannot be read or written (a client that went away).
-pub fn write_tree<W: Write>(b: &mut tar::Builder<W>, root: &Path) -> std::io::Result<()> {
+/// Writes every entry under `root` (not `root` itself) into `b`, named `prefix` joined
+/// with the path relative to `root`, owners through `owners`. Fails on the first entry
+/// that cannot be read or written (a client that went away).
+pub fn write_tree<W: Write>(
+    b: &mut tar::Builder<W>,
+    root: &Path,
+    prefix: &Path,
+    owners: berth_image::OwnerMap<'_>,
+) -> std::io::Result<()> {
     b.follow_symlinks(false);
     // (dev, inode) of regular files with more than one link -> first name archived.
     let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
@@ -36,17 +45,16 @@ pub fn write_tree<W: Write>(b: &mut tar::Builder<W>, root: &Path) -> std::io::Re
             if ft.is_file() && meta.nlink() > 1 {
                 let key = (meta.dev(), meta.ino());
                 if let Some(first) = seen.get(&key) {
-                    let mut h = tar::Header::new_gnu();
-                    h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                    let mut h = header(&meta, owners);
                     h.set_entry_type(tar::EntryType::Link);
                     h.set_size(0);
-                    b.append_link(&mut h, &rel_path, first)
+                    b.append_link(&mut h, prefix.join(&rel_path), first)
                         .map_err(|e| ctx(&host, e))?;
                     continue;
                 }
-                seen.insert(key, rel_path.clone());
+                seen.insert(key, prefix.join(&rel_path));
             }
-            b.append_path_with_name(&host, &rel_path)
+            append_entry(b, &host, &prefix.join(&rel_path), &meta, owners)
                 .map_err(|e| ctx(&host, e))?;
             if ft.is_dir() {
                 subdirs.push(rel_path);
@@ -56,6 +64,38 @@ pub fn write_tree<W: Write>(b: &mut tar::Builder<W>, root: &Path) -> std::io::Re
         todo.extend(subdirs.into_iter().rev());
     }
     Ok(())
+}
+
+/// A header for `meta` (type, mode, size, mtime, device numbers), owners mapped.
+fn header(meta: &Metadata, owners: berth_image::OwnerMap<'_>) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    let (uid, gid) = owners(meta.uid(), meta.gid());
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
+    h
+}
+
+/// Appends the file, directory, symlink or special file at `host` as `name`.
+pub fn append_entry<W: Write>(
+    b: &mut tar::Builder<W>,
+    host: &Path,
+    name: &Path,
+    meta: &Metadata,
+    owners: berth_image::OwnerMap<'_>,
+) -> std::io::Result<()> {
+    let mut h = header(meta, owners);
+    let ft = meta.file_type();
+    if ft.is_file() {
+        let f = std::fs::File::open(host)?;
+        return b.append_data(&mut h, name, f);
+    }
+    h.set_size(0);
+    if ft.is_symlink() {
+        let target = std::fs::read_link(host)?;
+        return b.append_link(&mut h, name, target);
+    }
+    b.append_data(&mut h, name, std::io::empty())
 }
 
 fn ctx(path: &Path, e: std::io::Error) -> std::io::Error {
@@ -77,7 +117,7 @@ mod tests {
         std::os::unix::fs::symlink("keep", r.join("a/sl")).unwrap();
         std::os::unix::net::UnixListener::bind(r.join("sock")).unwrap();
         let mut b = tar::Builder::new(Vec::new());
-        write_tree(&mut b, r).unwrap();
+        write_tree(&mut b, r, Path::new(""), &|u, g| (u, g)).unwrap();
         let data = b.into_inner().unwrap();
         let mut ar = tar::Archive::new(&data[..]);
         let got: Vec<String> = ar
@@ -103,6 +143,44 @@ mod tests {
                 "a/sl Symlink 0",
                 "a/sub Directory 0",
                 "a/sub/z -> a/hl",
+            ]
+        );
+    }
+
+    #[test]
+    fn owners_pass_through_the_map_and_the_prefix_is_applied() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("dir")).unwrap();
+        std::fs::write(d.path().join("dir/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("f", d.path().join("dir/l")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        write_tree(&mut b, d.path(), Path::new("top"), &|u, g| (u + 7, g + 8)).unwrap();
+        let data = b.into_inner().unwrap();
+        let mut ar = tar::Archive::new(&data[..]);
+        let me = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        let got: Vec<(String, u64, u64)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                )
+            })
+            .collect();
+        let (u, g) = (u64::from(me.0) + 7, u64::from(me.1) + 8);
+        assert_eq!(
+            got,
+            [
+                ("top/dir".to_string(), u, g),
+                ("top/dir/f".to_string(), u, g),
+                ("top/dir/l".to_string(), u, g),
             ]
         );
     }

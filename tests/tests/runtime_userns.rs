@@ -1,0 +1,311 @@
+//! `berthd --userns-remap=default`: every container runs in a user namespace whose root
+//! is the first subordinate id of `dockremap` on the host, as with Docker; `--userns=host`
+//! opts one container out. Seen from inside (id, uid_map, writing anywhere in the rootfs
+//! and in a named volume) and from the host (the process's uid, the owner of what it
+//! wrote in the snapshot's upper directory and in the volume).
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+macro_rules! both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
+        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
+    };
+}
+
+both_runtimes!(
+    remapped_root_owns_what_it_writes,
+    named_volume_and_engine_files_are_writable,
+    userns_host_opts_out,
+);
+
+/// The first subordinate uid and gid of `dockremap`: the container's root on the host.
+fn remapped_root() -> (u32, u32) {
+    let first = |file: &str| -> u32 {
+        let text = std::fs::read_to_string(file).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("dockremap:"))
+            .unwrap_or_else(|| panic!("no dockremap range in {file}:\n{text}"));
+        line.split(':').nth(1).unwrap().parse().unwrap()
+    };
+    (first("/etc/subuid"), first("/etc/subgid"))
+}
+
+fn remap_daemon() -> (Daemon, String) {
+    let d = Daemon::start_with(&["--userns-remap=default"]);
+    let img = d.pull("busybox:1");
+    (d, img)
+}
+
+/// Every `fs` directory of the daemon's snapshots holding `name` at its top.
+fn in_upper_dirs(d: &Daemon, name: &str) -> Vec<PathBuf> {
+    let snaps = d.data_root().join("snapshots/snapshots");
+    std::fs::read_dir(&snaps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs").join(name))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
+}
+
+/// "UID/GID NAME" lines of a tar, read with GNU tar.
+fn tar_owners(tar: &Path) -> String {
+    let out = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(tar)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {}", f[1], f[5])
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let md = p.symlink_metadata().unwrap();
+    (md.uid(), md.gid())
+}
+
+/// The container's output once it printed `marker` (it keeps running afterwards).
+fn logs_until(d: &Daemon, name: &str, marker: &str) -> String {
+    for _ in 0..200 {
+        let out = d.docker_ok(&["logs", name]);
+        if out.lines().any(|l| l == marker) {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "{name} never printed {marker}: {}",
+        d.docker_ok(&["logs", name])
+    );
+}
+
+fn remapped_root_owns_what_it_writes(rt: &str) {
+    let (d, img) = remap_daemon();
+    let (uid, gid) = remapped_root();
+    assert!(uid >= 100000, "dockremap's range starts at {uid}");
+    let info = d.docker_ok(&["info", "-f", "{{json .SecurityOptions}}"]);
+    assert!(info.contains("name=userns"), "{info}");
+
+    let name = format!("u{}", unique());
+    let script = "id -u; id -g; cat /proc/self/uid_map; cat /proc/self/gid_map; \
+                  stat -c '%u:%g' /bin/busybox / /etc; \
+                  touch /made-in-root && mkdir -p /etc/made.d && echo x > /etc/made.d/f && \
+                  echo x >> /bin/busybox-note && echo wrote; exec sleep 300";
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        rt,
+        "--name",
+        &name,
+        &img,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let inside = logs_until(&d, &name, "wrote");
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[0], "0", "{inside}");
+    assert_eq!(lines[1], "0", "{inside}");
+    let map: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(map, ["0", &uid.to_string(), "65536"], "{inside}");
+    let gmap: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(gmap, ["0", &gid.to_string(), "65536"], "{inside}");
+    // Image files and directories appear owned by root inside.
+    assert_eq!(&lines[4..7], ["0:0", "0:0", "0:0"], "{inside}");
+    assert_eq!(lines[7], "wrote", "{inside}");
+
+    // On the host the container's process runs as the subordinate ids.
+    let pid = d.docker_ok(&["inspect", "-f", "{{.State.Pid}}", &name]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |key: &str| -> Vec<u32> {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(ids("Uid:"), [uid; 4], "{status}");
+    assert_eq!(ids("Gid:"), [gid; 4], "{status}");
+
+    // What it wrote lands in its upper directory, owned by the subordinate ids; the
+    // image's layers are untouched.
+    let made = in_upper_dirs(&d, "made-in-root");
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(owner(&made[0]), (uid, gid));
+    let upper = made[0].parent().unwrap();
+    assert_eq!(owner(&upper.join("etc/made.d/f")), (uid, gid));
+    let layer_files = in_upper_dirs(&d, "bin/busybox");
+    assert!(!layer_files.is_empty());
+    assert!(layer_files.iter().all(|p| owner(p) == (0, 0)));
+
+    let mode = d.docker_ok(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", &name]);
+    assert_eq!(mode, "");
+
+    // An exec joins the container's user namespace too (the built-in runtime's own exec
+    // path: libcontainer's tenant builder would leave it out), with the container's
+    // capabilities and seccomp filter.
+    let out = d.docker_ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; grep -E '^(CapEff|Seccomp):' /proc/self/status | cut -f2; \
+         touch /etc/by-exec && echo wrote",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(map, ["0", &uid.to_string(), "65536"], "{out}");
+    assert_eq!(&lines[2..], ["00000000a80425fb", "2", "wrote"], "{out}");
+    assert_eq!(owner(&upper.join("etc/by-exec")), (uid, gid));
+    let out = d.docker_ok(&["exec", "-u", "1000:1000", &name, "id", "-u"]);
+    assert_eq!(out, "1000");
+    let exec = d.docker(&["exec", &name, "no-such-command"]);
+    assert!(!exec.status.success());
+
+    // docker cp into it gives the files to its root.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("copied"), "c").unwrap();
+    let from = src.path().join("copied").display().to_string();
+    d.docker_ok(&["cp", &from, &format!("{name}:/etc/")]);
+    assert_eq!(owner(&upper.join("etc/copied")), (uid, gid));
+    let out = d.docker_ok(&["exec", &name, "stat", "-c", "%u:%g", "/etc/copied"]);
+    assert_eq!(out, "0:0");
+
+    // docker cp out of it and docker export carry the ids it sees.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out_path = out_dir.path().join("made.tar");
+    let out = d.docker(&["cp", &format!("{name}:/etc/made.d"), "-"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    std::fs::write(&out_path, &out.stdout).unwrap();
+    let listing = tar_owners(&out_path);
+    assert!(listing.contains("0/0 made.d/f"), "{listing}");
+    let exported = out_dir.path().join("export.tar");
+    d.docker_ok(&["export", "-o", exported.to_str().unwrap(), &name]);
+    let listing = tar_owners(&exported);
+    assert!(listing.contains("0/0 made-in-root"), "{listing}");
+    assert!(listing.contains("0/0 etc/made.d/f"), "{listing}");
+    assert!(!listing.contains(&format!("{uid}/")), "{listing}");
+
+    // A commit records the owners the container saw, not the subordinate ids.
+    let committed = format!("committed-{}", unique());
+    d.docker_ok(&["commit", &name, &committed]);
+    for userns in ["--userns=host", "--userns="] {
+        let out = d.docker_ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            rt,
+            userns,
+            &committed,
+            "stat",
+            "-c",
+            "%u:%g",
+            "/made-in-root",
+            "/etc/made.d/f",
+            "/etc/by-exec",
+        ]);
+        assert_eq!(out, "0:0\n0:0\n0:0", "{userns}");
+    }
+    d.docker_ok(&["rm", "-f", &name]);
+}
+
+fn named_volume_and_engine_files_are_writable(rt: &str) {
+    let (d, img) = remap_daemon();
+    let (uid, gid) = remapped_root();
+    let vol = format!("v{}", unique());
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "-v",
+        &format!("{vol}:/data"),
+        &img,
+        "sh",
+        "-c",
+        "echo hi > /data/f && stat -c '%u:%g' /data/f /data && echo 10.9.9.9 extra >> /etc/hosts && \
+         echo ok >> /etc/resolv.conf && hostname > /etc/hostname && echo wrote",
+    ]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0:0", "0:0", "wrote"],
+        "{out}"
+    );
+    let mountpoint = d.docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]);
+    let f = Path::new(&mountpoint).join("f");
+    assert_eq!(owner(&f), (uid, gid));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "hi\n");
+    // A second container sees and extends the volume.
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "-v",
+        &format!("{vol}:/data"),
+        &img,
+        "sh",
+        "-c",
+        "cat /data/f && echo more >> /data/f && echo ok",
+    ]);
+    assert_eq!(out, "hi\nok");
+}
+
+fn userns_host_opts_out(rt: &str) {
+    let (d, img) = remap_daemon();
+    let name = format!("h{}", unique());
+    let out = d.docker_ok(&[
+        "run",
+        "--runtime",
+        rt,
+        "--name",
+        &name,
+        "--userns=host",
+        &img,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; touch /hostroot && echo wrote",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    let map: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(map, ["0", "0", "4294967295"], "{out}");
+    assert_eq!(lines[1], "wrote");
+    let made = in_upper_dirs(&d, "hostroot");
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(owner(&made[0]), (0, 0));
+    let mode = d.docker_ok(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", &name]);
+    assert_eq!(mode, "host");
+    // Privileged needs the opt-out, as in Docker.
+    let out = d.docker(&["run", "--rm", "--runtime", rt, "--privileged", &img, "true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--userns=host"),
+        "{:?}",
+        text(&out)
+    );
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "--privileged",
+        "--userns=host",
+        &img,
+        "true",
+    ]);
+    d.docker_ok(&["rm", "-f", &name]);
+}
