@@ -648,3 +648,41 @@ fn health_checks_go_unhealthy_then_healthy(rt: &str) {
     assert_eq!(inspect(&d, "nh", "{{.State.Health}}"), "<nil>");
     d.docker_ok(&["rm", "-f", "hc", "nh"]);
 }
+
+/// `tar tvf` of a tar the docker CLI wrote to stdout.
+fn tar_listing(tar: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.tar");
+    std::fs::write(&path, tar).unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("tvf")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn cp_out_and_export_keep_device_numbers() {
+    let d = Daemon::start();
+    let img = d.pull("busybox:1");
+    d.docker_ok(&[
+        "run", "--name", "devs", &img, "mknod", "/mydev", "c", "1", "3",
+    ]);
+    let out = d.docker(&["cp", "devs:/mydev", "-"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let listing = tar_listing(&out.stdout);
+    assert!(
+        listing.starts_with('c') && listing.contains("1,3") && listing.contains("mydev"),
+        "{listing}"
+    );
+    let out = d.docker(&["export", "devs"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let listing = tar_listing(&out.stdout);
+    let line = listing
+        .lines()
+        .find(|l| l.ends_with("mydev"))
+        .unwrap_or_else(|| panic!("no mydev in the export:\n{listing}"));
+    assert!(line.starts_with('c') && line.contains("1,3"), "{line}");
+}

@@ -309,3 +309,29 @@ fn userns_host_opts_out(rt: &str) {
     ]);
     d.docker_ok(&["rm", "-f", &name]);
 }
+
+/// A container keeps the mapping it was created with: after the daemon restarts with
+/// another one its files would have the wrong owners, so it is refused with a clear error,
+/// and it runs again once the daemon's mapping is back.
+#[test]
+fn a_container_runs_only_under_the_mapping_it_was_created_with() {
+    let (mut d, img) = remap_daemon();
+    d.docker_ok(&["create", "--name", "made-remapped", &img, "touch", "/etc/x"]);
+    d.restart_with(&[]);
+    d.docker_ok(&["create", "--name", "made-plain", &img, "touch", "/etc/x"]);
+    let out = d.docker(&["start", "made-remapped"]);
+    let (_, err) = text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("created with its root remapped") && err.contains("recreate it"),
+        "{err}"
+    );
+    d.restart_with(&["--userns-remap=default"]);
+    let out = d.docker(&["start", "made-plain"]);
+    let (_, err) = text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("without user namespace remapping"), "{err}");
+    d.docker_ok(&["start", "-a", "made-remapped"]);
+    let code = d.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "made-remapped"]);
+    assert_eq!(code, "0");
+}

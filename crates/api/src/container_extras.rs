@@ -150,6 +150,9 @@ pub async fn archive_get(
     Ok(resp)
 }
 
+/// How long an archive upload's rest is read after the extraction ended.
+const BODY_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `PUT /containers/{id}/archive?path=&noOverwriteDirNonDir=`: extracts the tar body.
 pub async fn archive_put(
     State(engine): State<Arc<Engine>>,
@@ -160,16 +163,30 @@ pub async fn archive_put(
     let path = path_param(&q)?;
     let no_overwrite = flag(&q, "noOverwriteDirNonDir", false);
     let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let forward = tokio::spawn(async move {
+    // The body is read to its end even after the extractor stopped (a tar's end-of-archive
+    // blocks are followed by record padding): answering before the client finished writing
+    // made its last write fail with a broken pipe instead of showing our answer.
+    let mut forward = tokio::spawn(async move {
         let mut data = body.into_data_stream();
+        let mut tx = Some(tx);
         while let Some(Ok(chunk)) = data.next().await {
-            if tx.send(chunk).await.is_err() {
-                break;
+            if let Some(t) = &tx {
+                if t.send(chunk).await.is_err() {
+                    tx = None;
+                }
             }
         }
     });
     let result = engine.archive_put(&id, &path, no_overwrite, rx).await;
-    forward.abort();
+    if tokio::time::timeout(BODY_DRAIN_TIMEOUT, &mut forward)
+        .await
+        .is_err()
+    {
+        forward.abort();
+        tracing::warn!(
+            "archive upload to {id}: the client kept sending after the extraction ended"
+        );
+    }
     result?;
     Ok(StatusCode::OK)
 }

@@ -277,4 +277,8 @@ pub struct ContainerRecord {
     pub runtime: String,
     /// Whether the rootfs is mounted.
     pub mounted: bool,
+    /// The host (uid, gid) of its root when it was created under `--userns-remap`: the
+    /// owners its writable layer holds, so it only runs under the same mapping.
+    #[serde(default)]
+    pub remapped_root: Option<(u32, u32)>,
 }

@@ -209,14 +209,27 @@ fn ensure_range(path: &Path, name: &str) -> Result<(), UsernsError> {
         return Ok(());
     }
     let start = next_free_start(&db);
+    let io = |source| UsernsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if start + DEFAULT_RANGE_SIZE > u64::from(u32::MAX) {
+        return Err(io(std::io::Error::other(format!(
+            "no free range of {DEFAULT_RANGE_SIZE} ids left for {name}"
+        ))));
+    }
     let mut text = db;
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(&format!("{name}:{start}:{DEFAULT_RANGE_SIZE}\n"));
-    std::fs::write(path, text).map_err(|source| UsernsError::Io {
-        path: path.to_path_buf(),
-        source,
+    // Written aside and renamed over, so a crash or a full disk never leaves the host's
+    // subordinate id file (which rootless tools read too) cut short.
+    let tmp = path.with_extension("berth-new");
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
     })
 }
 

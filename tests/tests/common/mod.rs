@@ -237,6 +237,12 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Starts the daemon again over the same state with other extra flags.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     /// `unix:///path/to/socket`.
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket.display())

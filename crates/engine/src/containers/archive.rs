@@ -465,6 +465,14 @@ pub fn extract(
         if let Some((uid, gid)) = opts.owner {
             std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
                 .map_err(|e| EngineError::internal(format!("chown {name} in {container}: {e}")))?;
+            // chown clears the set-user-id and set-group-id bits: put the entry's mode back.
+            let mode = entry.header().mode().unwrap_or(0) & 0o7777;
+            if mode & 0o6000 != 0 && !entry.header().entry_type().is_symlink() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).map_err(
+                    |e| EngineError::internal(format!("chmod {name} in {container}: {e}")),
+                )?;
+            }
         }
     }
     Ok(())

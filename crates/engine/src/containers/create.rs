@@ -163,7 +163,11 @@ impl Engine {
                 dir.display()
             )));
         }
+        let remapped_root = self
+            .remap_of(&host_config)
+            .map(|ns| (ns.root_uid(), ns.root_gid()));
         let record = ContainerRecord {
+            remapped_root,
             id: id.clone(),
             name: name.clone(),
             created: now_rfc3339(),

@@ -200,12 +200,26 @@ impl Engine {
         if c.mounted && is_mountpoint(rootfs) {
             return Ok(());
         }
+        let remap = self.remap_of(&c.host_config);
+        let now = remap.map(|ns| (ns.root_uid(), ns.root_gid()));
+        if now != c.remapped_root {
+            let show = |r: Option<(u32, u32)>| match r {
+                Some((u, g)) => format!("with its root remapped to {u}:{g}"),
+                None => "without user namespace remapping".to_string(),
+            };
+            return Err(EngineError::conflict(format!(
+                "container {} was created {}, but the daemon now runs {}: its files would have the wrong owners; recreate it",
+                c.name,
+                show(c.remapped_root),
+                show(now)
+            )));
+        }
         std::fs::create_dir_all(rootfs).ctx(format!("create {}", rootfs.display()))?;
         let mounts = self
             .snaps
             .mounts(&c.id)
             .map_err(|e| EngineError::internal(format!("rootfs of {}: {e}", c.name)))?;
-        let mounted = match self.remap_of(&c.host_config) {
+        let mounted = match remap {
             Some(ns) => {
                 berth_snapshot::mount_all_idmapped(&mounts, rootfs, ns).map_err(|e| e.to_string())
             }

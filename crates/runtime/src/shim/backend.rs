@@ -248,13 +248,18 @@ impl Backend {
     }
 
     /// Cleanup once the init was reaped. runc keeps state outside the shim's directory and
-    /// needs its `delete`. libcontainer's state lives in `state_dir/lc` and its cgroups are
-    /// ones the engine removes in every hierarchy on teardown (or, if it is down, when it
-    /// starts), so the built-in runtime skips a `berth-shim lc delete` process here: it sat
-    /// on the path of every exit a client waits for.
+    /// needs its `delete`. For the built-in runtime, removing libcontainer's state directory
+    /// is enough: the container's cgroups are ones the engine removes in every hierarchy on
+    /// teardown (or, if it is down, when it starts), so no `berth-shim lc delete` process
+    /// sits on the path of every exit a client waits for.
     pub fn cleanup_after_exit(&self) -> Result<(), BackendError> {
         match &self.kind {
-            Kind::Builtin { .. } => Ok(()),
+            Kind::Builtin { root, .. } => match std::fs::remove_dir_all(root.join(&self.id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(self.builtin_err("delete", e))
+                }
+                _ => Ok(()),
+            },
             Kind::Runc { .. } => self.delete(),
         }
     }

@@ -217,7 +217,7 @@ fn setup(
         .map_err(|e| format!("set ids {}:{}: {e}", user.uid(), user.gid()))?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before dropping caps.
-    if let (Some(s), None) = (seccomp, nnp) {
+    if let (Some(s), false) = (seccomp, nnp == Some(true)) {
         libcontainer::seccomp::initialize_seccomp(s).map_err(|e| format!("seccomp: {e}"))?;
     }
     capabilities::reset_effective(sys.as_ref()).map_err(|e| format!("capabilities: {e}"))?;
@@ -228,7 +228,7 @@ fn setup(
     if !chdir_early {
         nix::unistd::chdir(cwd).map_err(|e| format!("chdir {}: {e}", cwd.display()))?;
     }
-    if let (Some(s), Some(_)) = (seccomp, nnp) {
+    if let (Some(s), true) = (seccomp, nnp == Some(true)) {
         libcontainer::seccomp::initialize_seccomp(s).map_err(|e| format!("seccomp: {e}"))?;
     }
     exec_args(process)

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::fs::Metadata;
-use std::io::Write;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Writes every entry under `root` (not `root` itself) into `b`, named `prefix` joined
@@ -87,13 +87,31 @@ pub fn append_entry<W: Write>(
     let mut h = header(meta, owners);
     let ft = meta.file_type();
     if ft.is_file() {
-        let f = std::fs::File::open(host)?;
-        return b.append_data(&mut h, name, f);
+        // A running container may swap the file for a symlink since `meta` was read: the
+        // open refuses to follow one, and the size written is the opened file's.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(host)?;
+        let now = f.metadata()?;
+        if !now.is_file() {
+            return Err(std::io::Error::other("changed while being archived"));
+        }
+        h.set_size(now.len());
+        return b.append_data(&mut h, name, f.take(now.len()));
     }
     h.set_size(0);
     if ft.is_symlink() {
         let target = std::fs::read_link(host)?;
         return b.append_link(&mut h, name, target);
+    }
+    if ft.is_socket() {
+        return Err(std::io::Error::other("a socket can not be archived"));
+    }
+    if ft.is_char_device() || ft.is_block_device() {
+        let dev = meta.rdev();
+        h.set_device_major(libc::major(dev))?;
+        h.set_device_minor(libc::minor(dev))?;
     }
     b.append_data(&mut h, name, std::io::empty())
 }
