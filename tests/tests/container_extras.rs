@@ -1,19 +1,13 @@
 //! The rest of the container API (pause, top, stats, diff, cp, export, commit, update,
 //! health checks) driven by the real docker CLI against a real berthd.
 
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
 use common::{text, Daemon};
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(
     pause_unpause_and_top,

@@ -1,16 +1,10 @@
 //! Issue 2: the container lifecycle driven by the real docker CLI against a real berthd
 //! and a real registry.
 
+#[macro_use]
 mod common;
 
 use common::{shared_registry, text, Daemon};
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(
     run_prints_output_and_exit_codes,

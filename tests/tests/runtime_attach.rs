@@ -1,6 +1,7 @@
 //! `docker attach` to a `-it` container through a real terminal (`script`), detaching with
 //! the default keys (ctrl-p,ctrl-q) and with `--detach-keys`: the container keeps running
 //! and its shell still answers the next attach.
+#[macro_use]
 mod common;
 
 use std::io::{Read, Write};
@@ -9,13 +10,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(detach_keys_leave_the_container_running);
 

@@ -1,19 +1,13 @@
 //! No cgroup directory outlives its container, in any v1 hierarchy (named ones included)
 //! or the v2 one: after `rm -f`, `--rm`, a failed start, a stop, and when the container's
 //! shim was killed (with the daemon running, or with it down), on both runtimes.
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::Daemon;
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(
     removed_containers_leave_no_cgroup,

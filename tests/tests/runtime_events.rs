@@ -1,16 +1,10 @@
 //! `docker events` with `--since/--until` and `--filter`, for containers, images, networks
 //! and volumes, in the schema the CLI's `--format '{{json .}}'` shows.
+#[macro_use]
 mod common;
 
 use common::*;
 use serde_json::Value;
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(
     container_events_carry_dockers_schema_and_filter,

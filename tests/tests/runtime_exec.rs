@@ -1,5 +1,6 @@
 //! `exec` with its flags and `exec inspect`, `attach` without a terminal, `rename` and
 //! `port` of a running container, on the built-in runtime and on runc.
+#[macro_use]
 mod common;
 
 use std::io::Write;
@@ -8,13 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, text, Daemon};
 use serde_json::Value;
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(
     exec_honours_its_flags_and_exit_codes,

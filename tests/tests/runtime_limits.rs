@@ -1,15 +1,9 @@
 //! Resource limits seen from inside the container (cgroup v1 files here, v2 when the host
 //! has it) and their effects: OOM kills, contained fork bombs, rlimits, /dev/shm size.
+#[macro_use]
 mod common;
 
 use common::*;
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(
     cgroup_limits_are_visible_inside,

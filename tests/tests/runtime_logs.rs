@@ -1,15 +1,9 @@
 //! Logging: json-file with rotation (read back across rotated files), `--log-driver none`,
 //! and `logs --since/--until`, with both runtimes.
+#[macro_use]
 mod common;
 
 use common::*;
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(rotated_logs_are_read_back, log_driver_none_and_time_windows);
 

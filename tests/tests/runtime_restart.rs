@@ -1,5 +1,6 @@
 //! Restart policies, their back-off, RestartCount, and `--rm`/policies across berthd
 //! restarts, with the built-in runtime and with runc.
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -27,13 +28,6 @@ fn kill_init(pid: &str) {
     let pid: i32 = pid.parse().unwrap();
     assert!(pid > 0);
     unsafe { libc::kill(pid, libc::SIGKILL) };
-}
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
 }
 
 both_runtimes!(

@@ -1,16 +1,10 @@
 //! Security defaults and options seen from inside the container: capabilities, seccomp,
 //! masked and read-only /proc, no-new-privileges, privileged, read-only rootfs, tmpfs,
 //! devices, extra groups and `--init`.
+#[macro_use]
 mod common;
 
 use common::*;
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(
     default_confinement_matches_docker,

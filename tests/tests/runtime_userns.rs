@@ -3,19 +3,13 @@
 //! opts one container out. Seen from inside (id, uid_map, writing anywhere in the rootfs
 //! and in a named volume) and from the host (the process's uid, the owner of what it
 //! wrote in the snapshot's upper directory and in the volume).
+#[macro_use]
 mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-
-macro_rules! both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
-        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
-    };
-}
 
 both_runtimes!(
     remapped_root_owns_what_it_writes,

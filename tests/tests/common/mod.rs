@@ -3,6 +3,16 @@
 //! real `docker` CLI and `berth`.
 #![allow(dead_code)]
 
+/// Defines each named test `fn NAME(runtime: &str)` twice, as `builtin::NAME` (Berth's
+/// built-in runtime) and `runc::NAME` (Debian's runc through the same shim).
+#[allow(unused_macros)]
+macro_rules! both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod builtin { $( #[test] fn $name() { super::$name("berth"); } )* }
+        mod runc { $( #[test] fn $name() { super::$name("runc"); } )* }
+    };
+}
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
