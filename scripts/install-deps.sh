@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(libseccomp-dev pkg-config docker-registry skopeo umoci busybox-static runc
       nftables iproute2 iptables docker-compose debootstrap curl apache2-utils jq
-      python3 wrk hyperfine procps psmisc tini)
+      python3 wrk hyperfine procps psmisc tini
+      docker.io) # dockerd: the layer-tree comparison test and the benchmarks run it side by side
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
