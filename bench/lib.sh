@@ -16,6 +16,8 @@ bench_cleanup() {
   for H in "unix://$BERTH_SOCK" "unix://$DOCKER_SOCK"; do
     ids=$(docker -H "$H" ps -aq 2>/dev/null || true)
     [ -n "$ids" ] && docker -H "$H" rm -f $ids >/dev/null 2>&1 || true
+    # user networks (compose makes one) have bridges that outlive a killed daemon
+    docker -H "$H" network prune -f >/dev/null 2>&1 || true
   done
   for f in "$B"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   sleep 1
