@@ -203,16 +203,7 @@ impl Drop for Host {
             let _ = self.docker(&["rm", "-f", id]);
         }
         self.proc.take();
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let data = self.dir.path().display().to_string();
-        let exec = self.exec_root.display().to_string();
-        for line in mounts.lines().rev() {
-            if let Some(target) = line.split_whitespace().nth(1) {
-                if target.starts_with(&data) || target.starts_with(&exec) {
-                    let _ = Command::new("umount").args(["-l", target]).status();
-                }
-            }
-        }
+        common::unmount_under(&[self.dir.path(), &self.exec_root]);
         let _ = std::fs::remove_dir_all(&self.exec_root);
     }
 }

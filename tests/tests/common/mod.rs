@@ -45,6 +45,21 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Lazily unmounts every mount at or below one of `roots`, deepest first. Paths are
+/// compared by components: a string prefix test also matched another test daemon's exec
+/// root (/run/bt-X1 vs /run/bt-X10) and unmounted its netns pins while its containers
+/// started (runc: "can't get final child's PID from pipe").
+pub fn unmount_under(roots: &[&Path]) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in mounts.lines().rev() {
+        if let Some(target) = line.split_whitespace().nth(1) {
+            if roots.iter().any(|root| Path::new(target).starts_with(root)) {
+                let _ = Command::new("umount").args(["-l", target]).status();
+            }
+        }
+    }
+}
+
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -346,23 +361,16 @@ impl Drop for Daemon {
                 "-9",
                 "-f",
                 // The long-lived half of a shim is `berth-monitor`, whose argument names
-                // the exec root before the shim's path; match either order.
+                // the exec root before the shim's path; match either order. The slash
+                // after the exec root matters: /run/bt-X1 is a prefix of /run/bt-X10,
+                // another test's daemon.
                 &format!(
-                    "berth-(shim|monitor).*{0}|{0}.*berth-shim",
+                    "berth-(shim|monitor).*{0}/|{0}/.*berth-shim",
                     self.exec_root.display()
                 ),
             ])
             .status();
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let data = self.dir.path().display().to_string();
-        let exec = self.exec_root.display().to_string();
-        for line in mounts.lines().rev() {
-            if let Some(target) = line.split_whitespace().nth(1) {
-                if target.starts_with(&data) || target.starts_with(&exec) {
-                    let _ = Command::new("umount").args(["-l", target]).status();
-                }
-            }
-        }
+        unmount_under(&[self.dir.path(), &self.exec_root]);
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

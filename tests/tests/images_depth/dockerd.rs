@@ -108,16 +108,7 @@ impl Drop for Dockerd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let data = self.dir.path().display().to_string();
-        let exec = self.exec_root.display().to_string();
-        for line in mounts.lines().rev() {
-            if let Some(target) = line.split_whitespace().nth(1) {
-                if target.starts_with(&data) || target.starts_with(&exec) {
-                    let _ = Command::new("umount").args(["-l", target]).status();
-                }
-            }
-        }
+        super::common::unmount_under(&[self.dir.path(), &self.exec_root]);
         let _ = std::fs::remove_dir_all(&self.exec_root);
     }
 }
