@@ -320,6 +320,10 @@ fn mounts(o: &SpecOptions) -> Vec<Value> {
         if user_dest(dest) {
             continue;
         }
+        if *dest == "/sys" && o.userns.is_some() && matches!(o.netns, NetnsMode::Host) {
+            out.push(host_sysfs_bind());
+            continue;
+        }
         let mut opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
         if o.privileged && (*dest == "/sys" || *dest == "/sys/fs/cgroup") {
             opts.retain(|x| x != "ro");
@@ -340,6 +344,18 @@ fn mounts(o: &SpecOptions) -> Vec<Value> {
         }));
     }
     out
+}
+
+/// The `/sys` of a process in its own user namespace that shares the host's network
+/// namespace: sysfs can only be mounted by the user namespace owning the network namespace,
+/// so the host's `/sys` is bound read-only instead (as runc does). The flags the host's
+/// mount carries (nosuid, nodev, noexec) are kept: a child user namespace may not clear
+/// them on a bind.
+fn host_sysfs_bind() -> Value {
+    json!({
+        "destination": "/sys", "type": "bind", "source": "/sys",
+        "options": ["rbind", "nosuid", "noexec", "nodev", "ro"],
+    })
 }
 
 fn resources(o: &SpecOptions, device_rules: Vec<Value>) -> Value {

@@ -232,3 +232,50 @@ fn userns_adds_namespace_first_with_mappings() {
         .iter()
         .any(|n| n["type"] == "user"));
 }
+
+#[test]
+fn userns_on_host_network_binds_host_sys() {
+    let sys = |v: &Value| {
+        v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .cloned()
+            .unwrap()
+    };
+    let mut o = opts();
+    o.userns = Some(UsernsMaps {
+        uid: IdMapping {
+            host_id: 100000,
+            size: 65536,
+        },
+        gid: IdMapping {
+            host_id: 100000,
+            size: 65536,
+        },
+        path: None,
+    });
+    o.netns = NetnsMode::Host;
+    let m = sys(&to_json(&o));
+    assert_eq!(m["type"], "bind");
+    assert_eq!(m["source"], "/sys");
+    for opt in ["rbind", "ro", "nosuid", "nodev", "noexec"] {
+        assert!(m["options"].as_array().unwrap().contains(&json!(opt)));
+    }
+    // /sys comes before /sys/fs/cgroup, which is still mounted over it.
+    let dests: Vec<String> = to_json(&o)["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["destination"].as_str().unwrap().to_string())
+        .collect();
+    let at = |d: &str| dests.iter().position(|x| x == d).unwrap();
+    assert!(at("/sys") < at("/sys/fs/cgroup"));
+    // With a namespace of its own, or without remapping, /sys is sysfs.
+    o.netns = NetnsMode::None;
+    assert_eq!(sys(&to_json(&o))["type"], "sysfs");
+    o.netns = NetnsMode::Host;
+    o.userns = None;
+    assert_eq!(sys(&to_json(&o))["type"], "sysfs");
+}
