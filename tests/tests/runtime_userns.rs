@@ -15,6 +15,7 @@ both_runtimes!(
     remapped_root_owns_what_it_writes,
     named_volume_and_engine_files_are_writable,
     userns_host_opts_out,
+    build_steps_run_remapped,
 );
 
 /// The first subordinate uid and gid of `dockremap`: the container's root on the host.
@@ -328,4 +329,115 @@ fn a_container_runs_only_under_the_mapping_it_was_created_with() {
     d.docker_ok(&["start", "-a", "made-remapped"]);
     let code = d.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "made-remapped"]);
     assert_eq!(code, "0");
+}
+
+/// `docker build` (classic builder) of `ctx` tagged `tag` against `d`, asserting success.
+fn build_ok(d: &Daemon, tag: &str, ctx: &Path, extra: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .arg("-H")
+        .arg(d.host())
+        .args(["build", "-t", tag])
+        .args(extra)
+        .arg(ctx)
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (o, e) = text(&out);
+    assert!(
+        out.status.success(),
+        "docker build {tag} failed:\nstdout: {o}\nstderr: {e}\nlog: {}",
+        d.log()
+    );
+    format!("{o}{e}")
+}
+
+/// Sorted "UID/GID NAME" lines of `docker export` of a container created from `image`.
+fn exported_owners(d: &Daemon, image: &str) -> Vec<String> {
+    let name = format!("x{}", unique());
+    d.docker_ok(&["create", "--name", &name, image, "true"]);
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("export.tar");
+    d.docker_ok(&["export", "-o", tar.to_str().unwrap(), &name]);
+    d.docker_ok(&["rm", &name]);
+    let mut lines: Vec<String> = tar_owners(&tar).lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+/// Under remapping a Dockerfile's RUN steps run in the daemon's user namespace, as
+/// Docker's do: root inside is the remapped root (uid_map), files made by root and by
+/// `USER 1000` are recorded with the ids the step saw, a WORKDIR the engine creates and a
+/// cache mount are writable; the image holds the same owners as the same build without
+/// remapping, and the host's network (with /sys) is usable.
+fn build_steps_run_remapped(rt: &str) {
+    let mut d = Daemon::start_with(&["--userns-remap=default", "--default-runtime", rt]);
+    let img = d.pull("busybox:1");
+    let (uid, _) = remapped_root();
+    let df = format!(
+        "FROM {img}\n\
+         RUN id -u > /uid\n\
+         RUN touch /f && chown 1000:1000 /f\n\
+         RUN cat /proc/self/uid_map > /map\n\
+         RUN ls /sys/class/net > /netdevs\n\
+         WORKDIR /work/deep\n\
+         RUN touch here\n\
+         RUN --mount=type=cache,target=/cache touch /cache/c && ls /cache > /cached\n\
+         USER 1000\n\
+         RUN touch /tmp/by1000 && id -u > /tmp/uid1000\n"
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), &df).unwrap();
+    build_ok(&d, "remapped:1", ctx.path(), &[]);
+
+    for userns in ["--userns=", "--userns=host"] {
+        let out = d.docker_ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            rt,
+            "-u",
+            "0",
+            userns,
+            "remapped:1",
+            "sh",
+            "-c",
+            "cat /uid /map /cached /tmp/uid1000; \
+             stat -c '%u:%g %n' /f /uid /work /work/deep /work/deep/here /tmp/by1000",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "0", "{userns}: {out}");
+        let map: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(map, ["0", &uid.to_string(), "65536"], "{userns}: {out}");
+        assert_eq!(lines[2], "c", "{userns}: {out}");
+        assert_eq!(lines[3], "1000", "{userns}: {out}");
+        assert_eq!(
+            &lines[4..],
+            [
+                "1000:1000 /f",
+                "0:0 /uid",
+                "0:0 /work",
+                "0:0 /work/deep",
+                "0:0 /work/deep/here",
+                "1000:1000 /tmp/by1000"
+            ],
+            "{userns}: {out}"
+        );
+    }
+    let netdevs = d.docker_ok(&["run", "--rm", "remapped:1", "cat", "/netdevs"]);
+    assert!(netdevs.lines().any(|l| l == "lo"), "{netdevs}");
+    let remapped = exported_owners(&d, "remapped:1");
+    assert!(
+        !remapped.iter().any(|l| l.starts_with(&format!("{uid}/"))),
+        "{remapped:?}"
+    );
+
+    // The same build without remapping: the same owners everywhere.
+    d.restart_with(&["--default-runtime", rt]);
+    build_ok(&d, "plain:1", ctx.path(), &["--no-cache"]);
+    let plain = exported_owners(&d, "plain:1");
+    assert_eq!(remapped, plain);
+    let layers = |image: &str| d.docker_ok(&["inspect", "-f", "{{len .RootFS.Layers}}", image]);
+    assert_eq!(layers("remapped:1"), layers("plain:1"));
 }

@@ -234,9 +234,14 @@ impl BuildHost for EngineBuildHost {
             .map_err(failed)?;
         let rootfs = e.build_dir(&key).join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(failed)?;
-        if let Err(err) = berth_snapshot::mount_all(&mounts, &rootfs) {
+        let mounted = match &e.idmap {
+            Some(ns) => berth_snapshot::mount_all_idmapped(&mounts, &rootfs, ns).map_err(failed),
+            None => berth_snapshot::mount_all(&mounts, &rootfs).map_err(failed),
+        };
+        if let Err(err) = mounted {
+            let _ = berth_snapshot::unmount(&rootfs);
             let _ = e.snaps.remove(&key);
-            return Err(failed(err));
+            return Err(err);
         }
         Ok(WorkRoot { key, rootfs })
     }
@@ -267,7 +272,11 @@ impl BuildHost for EngineBuildHost {
             spec.cwd.clone()
         };
         if let Ok(p) = crate::containers::start::berth_image_safe_join(&work.rootfs, &o.cwd) {
-            let _ = std::fs::create_dir_all(p);
+            let owner = e.idmap.as_ref().map(|ns| (ns.root_uid(), ns.root_gid()));
+            // As before remapping: a cwd that cannot be made fails in the runtime instead.
+            if let Err(err) = create_dirs_owned(&p, owner) {
+                tracing::warn!("build step {}: working directory: {err}", work.key);
+            }
         }
         o.user = UserSpec {
             uid: user.uid,
@@ -275,6 +284,7 @@ impl BuildHost for EngineBuildHost {
             additional_gids: user.additional_gids,
         };
         o.hostname = work.key[6..18].to_string();
+        o.userns = e.build_userns_maps();
         o.netns = if spec.network == "none" {
             NetnsMode::None
         } else {
@@ -321,8 +331,7 @@ impl BuildHost for EngineBuildHost {
                             }
                         })
                         .collect();
-                    let dir = e.cfg.data_root.join("build-cache-mounts").join(safe);
-                    std::fs::create_dir_all(&dir).map_err(failed)?;
+                    let dir = e.cache_mount_dir(&safe).map_err(failed)?;
                     o.mounts.push(MountSpec {
                         destination: target.clone(),
                         source: dir.display().to_string(),
@@ -448,6 +457,101 @@ impl BuildHost for EngineBuildHost {
     }
 }
 
+/// Errors of the remapping-specific parts of a build step.
+#[derive(Debug, thiserror::Error)]
+enum RemapStepError {
+    /// A directory could not be created or handed to the remapped root.
+    #[error("{what} {path}: {source}")]
+    Dir {
+        /// what was being done
+        what: &'static str,
+        /// the directory
+        path: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+}
+
+/// Creates `dir` and its missing ancestors; each directory created here (never one that
+/// existed) is given to `owner` when set, so that a remapped root can write in a working
+/// directory the engine made for it (otherwise it would see it owned by the unmapped
+/// host root).
+fn create_dirs_owned(
+    dir: &std::path::Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), RemapStepError> {
+    let missing: Vec<&std::path::Path> = dir
+        .ancestors()
+        .take_while(|d| std::fs::symlink_metadata(d).is_err())
+        .collect();
+    std::fs::create_dir_all(dir).map_err(|source| RemapStepError::Dir {
+        what: "create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if let Some((uid, gid)) = owner {
+        for d in missing {
+            std::os::unix::fs::lchown(d, Some(uid), Some(gid)).map_err(|source| {
+                RemapStepError::Dir {
+                    what: "give to the remapped root",
+                    path: d.to_path_buf(),
+                    source,
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// The user namespace a build step runs in under `--userns-remap` (None without it):
+    /// the daemon's mapping, made by the runtime together with the step's other
+    /// namespaces. A step keeps the host's network unless it asks for `none`; the spec then
+    /// binds the host's /sys (see `berth_runtime::build_spec`).
+    fn build_userns_maps(&self) -> Option<berth_runtime::UsernsMaps> {
+        let ns = self.idmap.as_ref()?;
+        let map = |r: berth_snapshot::IdRange| berth_runtime::IdMapping {
+            host_id: r.outside,
+            size: r.count,
+        };
+        Some(berth_runtime::UsernsMaps {
+            uid: map(ns.uids()),
+            gid: map(ns.gids()),
+            path: None,
+        })
+    }
+
+    /// The host directory of the cache mount `id` (already made safe as a file name),
+    /// created when missing. Under `--userns-remap` caches live apart, per mapping, with
+    /// their top owned by the remapped root, so that it can write them and a cache filled
+    /// by unremapped steps (owned by the host's ids) is never shared with remapped ones.
+    fn cache_mount_dir(&self, id: &str) -> Result<PathBuf, RemapStepError> {
+        let base = match &self.idmap {
+            Some(ns) => self.cfg.data_root.join(format!(
+                "build-cache-mounts.{}.{}",
+                ns.root_uid(),
+                ns.root_gid()
+            )),
+            None => self.cfg.data_root.join("build-cache-mounts"),
+        };
+        let dir = base.join(id);
+        let owner = self.idmap.as_ref().map(|ns| (ns.root_uid(), ns.root_gid()));
+        if std::fs::symlink_metadata(&dir).is_err() {
+            create_dirs_owned(&dir, None)?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|source| {
+                    RemapStepError::Dir {
+                        what: "give to the remapped root",
+                        path: dir.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
+        Ok(dir)
+    }
+}
+
 /// The mount stubs noted for the work root whose build dir is `dir` (none when absent).
 fn read_stubs(dir: &std::path::Path) -> stubs::Stubs {
     std::fs::read(dir.join("stubs.json"))
@@ -481,7 +585,12 @@ fn commit_blocking(e: &Engine, work: &WorkRoot) -> Result<Layer, HostError> {
     let file = std::fs::File::create(&tmp).map_err(failed)?;
     let mut gz =
         flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
-    let applied = berth_image::diff::write_layer(&upper, &mut gz).map_err(failed)?;
+    let ranges = e.idmap.as_ref().map(|ns| (ns.uids(), ns.gids()));
+    let owners = move |uid: u32, gid: u32| match ranges {
+        Some((u, g)) => (u.to_inside(uid), g.to_inside(gid)),
+        None => (uid, gid),
+    };
+    let applied = berth_image::diff::write_layer_owned(&upper, &mut gz, &owners).map_err(failed)?;
     let mut inner = gz.finish().map_err(failed)?;
     inner.flush().map_err(failed)?;
     drop(inner);
@@ -497,6 +606,11 @@ fn commit_blocking(e: &Engine, work: &WorkRoot) -> Result<Layer, HostError> {
     };
     let chain_s = chain.to_string();
     if e.snaps.exists(&chain_s) {
+        let _ = e.snaps.remove(&work.key);
+    } else if e.idmap.is_some() {
+        // The upper dir holds the subordinate ids the step wrote; the committed snapshot,
+        // idmapped again as a lower, must hold the ids the step saw, as the layer does.
+        commit_from_layer(e, &tmp, parent.as_deref(), &chain_s)?;
         let _ = e.snaps.remove(&work.key);
     } else {
         e.snaps.commit(&chain_s, &work.key).map_err(failed)?;
@@ -515,6 +629,35 @@ fn commit_blocking(e: &Engine, work: &WorkRoot) -> Result<Layer, HostError> {
         size: applied.size,
         empty: false,
     })
+}
+
+/// Commits the snapshot `chain` over `parent` by applying the gzip layer at `layer` to a
+/// fresh snapshot (so its files have the owners the layer records); the fresh snapshot is
+/// removed when anything fails.
+fn commit_from_layer(
+    e: &Engine,
+    layer: &std::path::Path,
+    parent: Option<&str>,
+    chain: &str,
+) -> Result<(), HostError> {
+    let key = format!("build-commit-{}", crate::names::new_id());
+    e.snaps
+        .prepare(&key, parent.filter(|p| !p.is_empty()))
+        .map_err(failed)?;
+    let result = (|| {
+        let dest = e.snaps.upper_dir(&key).map_err(failed)?;
+        let f = std::fs::File::open(layer)
+            .map_err(|err| failed(format!("open {}: {err}", layer.display())))?;
+        berth_image::layer::apply_layer(std::io::BufReader::new(f), &dest)
+            .map_err(|err| failed(format!("apply build layer: {err}")))?;
+        e.snaps
+            .commit(chain, &key)
+            .map_err(|err| failed(format!("commit snapshot {chain}: {err}")))
+    })();
+    if result.is_err() {
+        let _ = e.snaps.remove(&key);
+    }
+    result
 }
 
 /// Adds a file to the content store under its sha256 digest (streamed, not read whole).
