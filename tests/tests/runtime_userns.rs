@@ -380,7 +380,8 @@ fn build_steps_run_remapped(rt: &str) {
          RUN id -u > /uid\n\
          RUN touch /f && chown 1000:1000 /f\n\
          RUN cat /proc/self/uid_map > /map\n\
-         RUN ls /sys/class/net > /netdevs\n\
+         RUN ls /sys/class/net > /netdevs && awk '$5 == \"/sys\" {{print $6}}' /proc/self/mountinfo > /sysopts\n\
+         RUN --network=none ls /sys/class/net > /netdevs-none && id -u >> /netdevs-none\n\
          WORKDIR /work/deep\n\
          RUN touch here\n\
          RUN --mount=type=cache,target=/cache touch /cache/c && ls /cache > /cached\n\
@@ -427,6 +428,15 @@ fn build_steps_run_remapped(rt: &str) {
     }
     let netdevs = d.docker_ok(&["run", "--rm", "remapped:1", "cat", "/netdevs"]);
     assert!(netdevs.lines().any(|l| l == "lo"), "{netdevs}");
+    // The host's /sys, bound read-only, keeping the host mount's flags.
+    let sysopts = d.docker_ok(&["run", "--rm", "remapped:1", "cat", "/sysopts"]);
+    assert!(
+        sysopts.starts_with("ro,") && sysopts.contains("nosuid"),
+        "{sysopts}"
+    );
+    // A step with `--network=none` gets its own network namespace (and sysfs) only.
+    let none = d.docker_ok(&["run", "--rm", "remapped:1", "cat", "/netdevs-none"]);
+    assert_eq!(none, "lo\n0");
     let remapped = exported_owners(&d, "remapped:1");
     assert!(
         !remapped.iter().any(|l| l.starts_with(&format!("{uid}/"))),
