@@ -16,6 +16,7 @@ both_runtimes!(
     named_volume_and_engine_files_are_writable,
     userns_host_opts_out,
     build_steps_run_remapped,
+    a_missing_working_directory_belongs_to_the_remapped_root,
 );
 
 /// The first subordinate uid and gid of `dockremap`: the container's root on the host.
@@ -258,6 +259,25 @@ fn named_volume_and_engine_files_are_writable(rt: &str) {
         "cat /data/f && echo more >> /data/f && echo ok",
     ]);
     assert_eq!(out, "hi\nok");
+}
+
+/// `-w` naming a directory the image lacks: the engine creates it, and the container's
+/// root must own it (the unmapped host root would leave it read-only to the container).
+fn a_missing_working_directory_belongs_to_the_remapped_root(rt: &str) {
+    let (d, img) = remap_daemon();
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "-w",
+        "/made/for/it",
+        &img,
+        "sh",
+        "-c",
+        "touch here && stat -c '%u:%g' . /made",
+    ]);
+    assert_eq!(out, "0:0\n0:0");
 }
 
 fn userns_host_opts_out(rt: &str) {

@@ -271,9 +271,15 @@ impl Engine {
         } else {
             cfg.working_dir.clone()
         };
-        // Docker creates a missing working directory.
+        // Docker creates a missing working directory (owned by the container's root, so a
+        // remapped one can write in it); one that cannot be made fails in the runtime.
         if let Ok(p) = berth_image_safe_join(rootfs, &cwd) {
-            let _ = std::fs::create_dir_all(p);
+            let owner = self
+                .remap_of(&c.host_config)
+                .map(|ns| (ns.root_uid(), ns.root_gid()));
+            if let Err(e) = super::userns::create_dirs_owned(&p, owner) {
+                tracing::warn!("container {}: working directory: {e}", c.id);
+            }
         }
         let mut o = SpecOptions::new(c.id.clone(), rootfs, args);
         o.env = env;

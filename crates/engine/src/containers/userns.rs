@@ -5,7 +5,7 @@
 //! remapped root. The rootfs itself is mounted idmapped by [`Engine::mount_rootfs`].
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_runtime::{IdMapping, MountSpec, UsernsMaps};
 
@@ -135,4 +135,50 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Errors of the remapping-specific file work of containers and build steps.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RemapStepError {
+    /// A directory could not be created or handed to the remapped root.
+    #[error("{what} {path}: {source}")]
+    Dir {
+        /// what was being done
+        what: &'static str,
+        /// the directory
+        path: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+}
+
+/// Creates `dir` and its missing ancestors; each directory created here (never one that
+/// existed) is given to `owner` when set, so that a remapped root can write in a working
+/// directory the engine made for it (otherwise it would see it owned by the unmapped
+/// host root).
+pub(crate) fn create_dirs_owned(
+    dir: &std::path::Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), RemapStepError> {
+    let missing: Vec<&std::path::Path> = dir
+        .ancestors()
+        .take_while(|d| std::fs::symlink_metadata(d).is_err())
+        .collect();
+    std::fs::create_dir_all(dir).map_err(|source| RemapStepError::Dir {
+        what: "create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if let Some((uid, gid)) = owner {
+        for d in missing {
+            std::os::unix::fs::lchown(d, Some(uid), Some(gid)).map_err(|source| {
+                RemapStepError::Dir {
+                    what: "give to the remapped root",
+                    path: d.to_path_buf(),
+                    source,
+                }
+            })?;
+        }
+    }
+    Ok(())
 }
