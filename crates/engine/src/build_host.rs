@@ -194,7 +194,11 @@ impl Engine {
             .await
             .map_err(|e| EngineError::internal(format!("wait build step: {e}")))?;
         let _ = reader.await;
+        // Retire the shim, then remove the step's cgroups: the built-in runtime leaves them
+        // to the engine after an exit, as it does for containers.
+        let _ = client.shutdown().await;
         let _ = std::fs::remove_dir_all(&state_dir);
+        self.remove_cgroups(key).await;
         Ok(status.code)
     }
 }
