@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{text, Daemon};
 
@@ -19,17 +19,7 @@ both_runtimes!(
     health_checks_go_unhealthy_then_healthy,
 );
 
-/// Polls `f` until it is true, failing after a generous deadline.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::eventually;
 
 fn inspect(d: &Daemon, name: &str, format: &str) -> String {
     d.docker_ok(&["inspect", "-f", format, name])

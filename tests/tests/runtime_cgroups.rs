@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use common::Daemon;
 
@@ -43,16 +42,7 @@ fn assert_no_cgroup(id: &str, what: &str) {
     assert!(left.is_empty(), "{what}: cgroups left behind: {left:?}");
 }
 
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::eventually;
 
 fn alive(pid: &str) -> bool {
     // A zombie has no cgroup and no memory map left; count it as gone.

@@ -5,7 +5,6 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{free_port, text, Daemon};
 use serde_json::Value;
@@ -17,17 +16,7 @@ both_runtimes!(
     rename_and_port_of_a_running_container,
 );
 
-/// Polls `f` until it is true, failing after a generous deadline.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::eventually;
 
 /// Runs the docker CLI with `input` on its stdin; returns (exit code, stdout).
 fn docker_with_stdin(d: &Daemon, args: &[&str], input: &[u8]) -> (Option<i32>, String) {

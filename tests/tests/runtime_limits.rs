@@ -163,17 +163,7 @@ fn pids_cgroup(d: &Daemon, name: &str) -> std::path::PathBuf {
     }
 }
 
-/// Polls `f` until it holds, failing after a generous deadline.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
+use common::eventually;
 
 /// A fork bomb in a subshell: busybox sh gives up (the subshell exits) on the first failed
 /// fork, so the line after it runs only once forking has failed inside the container.

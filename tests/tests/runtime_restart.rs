@@ -7,17 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Polls `f` until it returns true or a generous deadline passes.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::eventually;
 
 fn inspect(d: &Daemon, name: &str, fmt: &str) -> String {
     d.docker_ok(&["inspect", "-f", fmt, name])
